@@ -1,0 +1,1 @@
+"""hw_sim: emulate ternary accelerators over exported keras_ternary models."""

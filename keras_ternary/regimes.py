@@ -1,0 +1,87 @@
+"""Δ growth regimes, Eq. 6–7 of the paper. Pure Python: no TensorFlow.
+
+    Δ(x) = min(Δ0 + Δ0 · M · f(x), Δf)                                        (Eq. 7)
+
+with ``f`` one of ``linear`` (x), ``square`` (x²), ``exp`` (eˣ), ``log`` (ln x), or
+``fixed`` (Δ = Δ0 for every x). ``x`` is the training epoch; :class:`DeltaGrowth` uses
+the 1-based epoch number, so ``log`` starts at exactly Δ0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+__all__ = ["REGIMES", "delta_at", "growth_function", "validate_regime_args"]
+
+#: The growth functions f of Eq. 6 evaluated in the paper (Sec. 3.2).
+REGIMES: dict[str, Callable[[float], float]] = {
+    "linear": lambda x: x,
+    "square": lambda x: x * x,
+    "exp": math.exp,
+    "log": math.log,
+}
+
+Regime = str | Callable[[float], float]
+
+
+def growth_function(regime: Regime) -> Callable[[float], float] | None:
+    """Return f for ``regime`` (``None`` for ``"fixed"``); ValueError for unknown names."""
+    if callable(regime):
+        return regime
+    if regime == "fixed":
+        return None
+    try:
+        return REGIMES[regime]
+    except (KeyError, TypeError):
+        names = ", ".join(["fixed", *REGIMES])
+        raise ValueError(f"regime must be one of {names} or a callable, got {regime!r}") from None
+
+
+def validate_regime_args(regime: Regime, delta0: float, multiplier: float, delta_max: float) -> None:
+    """Check the hyper-parameters of Eq. 7; ValueError naming the offending argument."""
+    growth_function(regime)
+    if not delta0 > 0:
+        raise ValueError(f"delta0 must be > 0, got {delta0}")
+    if not multiplier >= 0:
+        raise ValueError(f"multiplier must be >= 0, got {multiplier}")
+    if not delta0 < delta_max < 1:
+        raise ValueError(
+            f"delta_max must satisfy delta0 < delta_max < 1 (Δf caps the growth below the clip "
+            f"value 1), got delta_max={delta_max} with delta0={delta0}"
+        )
+
+
+def delta_at(
+    x: float,
+    regime: Regime = "log",
+    delta0: float = 0.1,
+    multiplier: float = 1.9,
+    delta_max: float = 0.9,
+) -> float:
+    """Eq. 7: Δ = min(Δ0 + Δ0·M·f(x), Δf), never below 0.
+
+    Args:
+        x: the regime's time variable (the 1-based epoch in the paper's convention).
+        regime: ``"fixed"``, ``"linear"``, ``"square"``, ``"exp"``, ``"log"`` or a callable f.
+        delta0: initial threshold Δ0 (> 0).
+        multiplier: M (>= 0).
+        delta_max: the cap Δf (Δ0 < Δf < 1).
+
+    ``f(x)`` overflowing (``exp`` of a large x) saturates at Δf. A callable f that makes
+    Δ negative (e.g. ``log`` at x < 1) is clamped at 0.
+    """
+    validate_regime_args(regime, delta0, multiplier, delta_max)
+    f = growth_function(regime)
+    if f is None:
+        return float(delta0)
+    try:
+        fx = float(f(x))
+    except OverflowError:
+        return float(delta_max)
+    except ValueError:
+        raise ValueError(f"the growth function of regime {regime!r} is undefined at x={x}") from None
+    delta = delta0 + delta0 * multiplier * fx
+    if math.isnan(delta):
+        raise ValueError(f"regime f returned NaN at x={x}")
+    return float(max(0.0, min(delta, delta_max)))
