@@ -84,23 +84,35 @@ class _Builder:
         quantized = self.quantizer is not None and (self.quantize_first_last or not first)
         if not quantized:
             return tf.keras.layers.Conv2D(
-                filters, kernel_size, strides, padding="same", use_bias=False,
-                kernel_initializer=conv_init(self._seed()), name=name,
+                filters,
+                kernel_size,
+                strides,
+                padding="same",
+                use_bias=False,
+                kernel_initializer=conv_init(self._seed()),
+                name=name,
             )(x)
         return lq.layers.QuantConv2D(
-            filters, kernel_size, strides, padding="same", use_bias=False,
+            filters,
+            kernel_size,
+            strides,
+            padding="same",
+            use_bias=False,
             input_quantizer=None if first else _make_quantizer(self.input_quantizer, self.delta),
             kernel_quantizer=_make_quantizer(self.quantizer, self.delta),
             kernel_constraint=lq.constraints.WeightClip(1.0),
-            kernel_initializer=conv_init(self._seed()), name=name,
+            kernel_initializer=conv_init(self._seed()),
+            name=name,
         )(x)
 
     def dense(self, x, units, name=None):
         quantized = self.quantizer is not None and self.quantize_first_last
         if not quantized:
             return tf.keras.layers.Dense(
-                units, kernel_initializer=dense_init(self._seed()),
-                bias_initializer=dense_init(self._seed()), name=name,
+                units,
+                kernel_initializer=dense_init(self._seed()),
+                bias_initializer=dense_init(self._seed()),
+                name=name,
             )(x)
         return lq.layers.QuantDense(
             units,
@@ -108,12 +120,15 @@ class _Builder:
             kernel_quantizer=_make_quantizer(self.quantizer, self.delta),
             kernel_constraint=lq.constraints.WeightClip(1.0),
             kernel_initializer=dense_init(self._seed()),
-            bias_initializer=dense_init(self._seed()), name=name,
+            bias_initializer=dense_init(self._seed()),
+            name=name,
         )(x)
 
 
 def _bn(x, name):
-    return tf.keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+    return tf.keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(
+        x
+    )
 
 
 def _hardtanh(x, name):

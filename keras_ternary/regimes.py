@@ -38,7 +38,9 @@ def growth_function(regime: Regime) -> Callable[[float], float] | None:
         raise ValueError(f"regime must be one of {names} or a callable, got {regime!r}") from None
 
 
-def validate_regime_args(regime: Regime, delta0: float, multiplier: float, delta_max: float) -> None:
+def validate_regime_args(
+    regime: Regime, delta0: float, multiplier: float, delta_max: float
+) -> None:
     """Check the hyper-parameters of Eq. 7; ValueError naming the offending argument."""
     growth_function(regime)
     if not delta0 > 0:
@@ -80,7 +82,9 @@ def delta_at(
     except OverflowError:
         return float(delta_max)
     except ValueError:
-        raise ValueError(f"the growth function of regime {regime!r} is undefined at x={x}") from None
+        raise ValueError(
+            f"the growth function of regime {regime!r} is undefined at x={x}"
+        ) from None
     delta = delta0 + delta0 * multiplier * fx
     if math.isnan(delta):
         raise ValueError(f"regime f returned NaN at x={x}")

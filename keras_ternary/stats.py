@@ -210,4 +210,3 @@ def training_speed(history, monitor: str = "val_accuracy") -> int:
     if isinstance(epochs, list) and len(epochs) == len(arr):
         return int(epochs[best]) + 1
     return best + 1
-
