@@ -1,0 +1,141 @@
+"""Read the weight tensors of a .tflite flatbuffer directly (no interpreter involved).
+
+Uses the generated TFLite schema module shipped with ``ai-edge-litert`` (or TensorFlow's copy)
+to list, for every convolution / fully-connected operator, its weight tensor: storage type,
+shape, raw stored values and quantization parameters. This is what is *in the file*, so it
+shows whether ternary kernels were stored as int8 or as float32.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["WeightTensor", "read_weight_tensors", "schema"]
+
+_NUMPY_TYPES = {
+    "FLOAT32": np.float32,
+    "FLOAT16": np.float16,
+    "FLOAT64": np.float64,
+    "INT8": np.int8,
+    "UINT8": np.uint8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+}
+WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_3D", "TRANSPOSE_CONV")
+
+
+def schema():
+    """The generated TFLite flatbuffer schema module (LiteRT's, else TensorFlow's)."""
+    try:
+        from ai_edge_litert import schema_py_generated as mod
+    except ImportError:  # pragma: no cover - depends on the installation
+        from tensorflow.lite.python import schema_py_generated as mod
+    return mod
+
+
+@dataclass
+class WeightTensor:
+    """The weight (filter) input of one conv / fully-connected operator of a .tflite model.
+
+    Attributes:
+        op: builtin operator name, e.g. ``"CONV_2D"``.
+        op_index: position of the operator in the main subgraph.
+        name: tensor name as written by the converter.
+        dtype: storage type name (``"INT8"``, ``"FLOAT32"``, ...).
+        shape: tensor shape (TFLite layout: ``[out, kh, kw, in]`` for CONV_2D,
+            ``[out, in]`` for FULLY_CONNECTED).
+        values: the stored values (int8 codes for a quantized tensor), or None if the
+            tensor has no constant buffer (e.g. produced at run time by DEQUANTIZE).
+        scales, zero_points: quantization parameters (empty when not quantized).
+        quantized_dimension: axis the scales run along.
+    """
+
+    op: str
+    op_index: int
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    values: np.ndarray | None
+    scales: np.ndarray
+    zero_points: np.ndarray
+    quantized_dimension: int
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.values is None else int(self.values.nbytes)
+
+
+def _names(enum_cls) -> dict[int, str]:
+    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def _buffer_data(model, buf: bytes, index: int, dtype) -> np.ndarray | None:
+    b = model.Buffers(index)
+    if b is None:
+        return None
+    offset = b.Offset() if hasattr(b, "Offset") else 0
+    if offset > 1:  # large models keep buffers after the flatbuffer
+        raw = buf[offset : offset + b.Size()]
+    else:
+        if b.DataLength() == 0:
+            return None
+        raw = b.DataAsNumpy().tobytes()
+    return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).copy()
+
+
+def read_weight_tensors(tflite: bytes | str | os.PathLike) -> list[WeightTensor]:
+    """List the weight tensor of every conv / fully-connected operator, in graph order.
+
+    Args:
+        tflite: the flatbuffer bytes or a path to a .tflite file.
+    """
+    if isinstance(tflite, bytes | bytearray):
+        buf = bytes(tflite)
+    else:
+        with open(tflite, "rb") as f:
+            buf = f.read()
+    s = schema()
+    model = s.Model.GetRootAs(buf, 0)
+    op_names = _names(s.BuiltinOperator)
+    type_names = _names(s.TensorType)
+    graph = model.Subgraphs(0)
+    out = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        op_name = op_names.get(builtin, str(builtin))
+        if op_name not in WEIGHT_OPS or op.InputsLength() < 2:
+            continue
+        t = graph.Tensors(int(op.Inputs(1)))
+        dtype = type_names.get(t.Type(), str(t.Type()))
+        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        values = None
+        if dtype in _NUMPY_TYPES:
+            values = _buffer_data(model, buf, t.Buffer(), _NUMPY_TYPES[dtype])
+            if values is not None and values.size == int(np.prod(shape)):
+                values = values.reshape(shape)
+        q = t.Quantization()
+        scales, zps = np.empty(0, np.float32), np.empty(0, np.int64)
+        if q and q.ScaleLength():
+            scales = np.asarray(q.ScaleAsNumpy(), np.float32)
+        if q and q.ZeroPointLength():
+            zps = np.asarray(q.ZeroPointAsNumpy(), np.int64)
+        out.append(
+            WeightTensor(
+                op=op_name,
+                op_index=i,
+                name=(t.Name() or b"").decode("utf-8", "replace"),
+                dtype=dtype,
+                shape=shape,
+                values=values,
+                scales=scales,
+                zero_points=zps,
+                quantized_dimension=int(q.QuantizedDimension()) if q else 0,
+            )
+        )
+    return out

@@ -1,0 +1,342 @@
+"""The packed ternary model format (``.ktp``): entropy-coded ternary kernels + float parameters.
+
+See docs/format.md for the byte-level specification. In short::
+
+    fixed header (40 bytes) | metadata (deflated UTF-8 JSON) | payload (raw tensors, coded kernels)
+
+The header carries a magic number, the format version, the section lengths and CRC-32
+checksums of the header, metadata and payload, so that a truncated or corrupted file is
+rejected with a :class:`PackedFormatError` saying what is wrong, before anything is decoded.
+
+Only what inference needs is stored: each ternary kernel as its ternary values (the latent
+float weights are not needed: the quantizer maps ``t ∈ {-1, 0, +1}`` to itself, which
+:func:`pack` checks), every other weight (biases, batch-norm, Δ variables, float layers)
+as raw little-endian arrays, and the Keras model config. :func:`unpack` rebuilds the
+model with the same architecture; its predictions are identical to the source model's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from keras_ternary.export.coding import (
+    SymbolError,
+    decode_ans,
+    encode_ans,
+    from_symbols,
+    pack_2bit,
+    symbol_counts,
+    to_symbols,
+    unpack_2bit,
+)
+from keras_ternary.export.fold import constant_kernel, is_ternary
+from keras_ternary.export.tflite import write_atomic
+from keras_ternary.stats import entropy_bits
+
+__all__ = [
+    "CODINGS",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "PackReport",
+    "PackedFormatError",
+    "TensorCoding",
+    "pack",
+    "read_header",
+    "unpack",
+]
+
+MAGIC = b"\x89KTPK\r\n\x1a"
+FORMAT_VERSION = (1, 0)
+_HEADER = struct.Struct("<8sHHIIQIII")  # magic, major, minor, flags, M, P, crc_m, crc_p, crc_h
+HEADER_SIZE = _HEADER.size  # 40
+CODINGS = ("ans", "2bit")
+
+
+class PackedFormatError(ValueError):
+    """The file is not a valid packed ternary model (message says why)."""
+
+
+@dataclass
+class TensorCoding:
+    """How one ternary kernel was coded."""
+
+    name: str
+    n: int
+    counts: list[int]
+    entropy: float  # empirical entropy of this tensor, bits/weight
+    bits: float  # bits spent in the file on its values
+
+    @property
+    def bits_per_weight(self) -> float:
+        return self.bits / self.n if self.n else 0.0
+
+
+@dataclass
+class PackReport:
+    """Sizes and coding rates of a packed file."""
+
+    path: str
+    coding: str
+    size_bytes: int
+    metadata_bytes: int
+    raw_bytes: int  # float parameters
+    coded_bytes: int  # ternary kernels
+    tensors: list[TensorCoding] = field(default_factory=list)
+
+    @property
+    def n_ternary(self) -> int:
+        return sum(t.n for t in self.tensors)
+
+    @property
+    def entropy(self) -> float:
+        """Empirical entropy of all ternary weights of the model pooled, bits/weight."""
+        counts = np.sum([t.counts for t in self.tensors], axis=0) if self.tensors else [0, 0, 0]
+        return entropy_bits(counts)
+
+    @property
+    def bits_per_weight(self) -> float:
+        return sum(t.bits for t in self.tensors) / self.n_ternary if self.n_ternary else 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.update(
+            n_ternary=self.n_ternary, entropy=self.entropy, bits_per_weight=self.bits_per_weight
+        )
+        for t, td in zip(self.tensors, d["tensors"], strict=True):
+            td["bits_per_weight"] = t.bits_per_weight
+        return d
+
+    def to_markdown(self) -> str:
+        """Per-layer and total table: weights, entropy, bits/weight."""
+        rows = [
+            "| tensor | weights | -1 / 0 / +1 | entropy (bits/w) | coded (bits/w) |",
+            "|---|---:|---|---:|---:|",
+        ]
+        for t in self.tensors:
+            counts = " / ".join(str(c) for c in t.counts)
+            rows.append(
+                f"| {t.name} | {t.n} | {counts} | {t.entropy:.4f} | {t.bits_per_weight:.4f} |"
+            )
+        rows.append(
+            f"| **total** | {self.n_ternary} | | {self.entropy:.4f} | {self.bits_per_weight:.4f} |"
+        )
+        return "\n".join(rows)
+
+
+def _kernel_variables(model: tf.keras.Model) -> dict[int, tf.keras.layers.Layer]:
+    """Position in ``model.weights`` -> layer, for every quantized kernel."""
+    from keras_ternary.stats import quantized_kernels
+
+    positions = {}
+    for layer, _ in quantized_kernels(model):
+        kernel = getattr(layer.kernel, "latent_variable", layer.kernel)
+        for i, w in enumerate(model.weights):
+            if getattr(w, "latent_variable", w) is kernel:
+                positions[i] = layer
+                break
+    return positions
+
+
+def _ternary_values(layer: tf.keras.layers.Layer) -> np.ndarray | None:
+    """The layer's ternary kernel if storing it in place of the latent kernel is lossless."""
+    t = constant_kernel(layer)
+    if not is_ternary(t):
+        return None
+    again = np.asarray(layer.kernel_quantizer(tf.constant(t)), np.float32)
+    return t if np.array_equal(again, t) else None
+
+
+def pack(model: tf.keras.Model, path: str | os.PathLike, coding: str = "ans") -> PackReport:
+    """Write ``model`` as a packed ternary file.
+
+    Args:
+        model: a functional or Sequential Keras model (config must be serializable).
+        path: output file (written atomically).
+        coding: ``"ans"`` (entropy coding) or ``"2bit"`` (fixed 2 bits per weight).
+
+    Returns:
+        A :class:`PackReport` with per-tensor entropy and bits per weight.
+    """
+    if coding not in CODINGS:
+        raise ValueError(f"coding must be one of {CODINGS}, got {coding!r}")
+    try:
+        config = json.loads(model.to_json())
+    except (NotImplementedError, TypeError, ValueError) as exc:
+        raise ValueError(f"cannot serialize the model config: {exc}") from exc
+    kernels = _kernel_variables(model)
+    entries, raw_parts, coded = [], [], []
+    raw_offset = 0
+    for i, w in enumerate(model.weights):
+        value = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
+        entry = {"index": i, "name": w.name, "shape": list(value.shape), "dtype": value.dtype.str}
+        t = _ternary_values(kernels[i]) if i in kernels else None
+        if t is not None:
+            symbols = to_symbols(t)
+            entry.update(encoding=coding, layer=kernels[i].name, counts=symbol_counts(symbols))
+            coded.append((entry, symbols))
+        else:
+            data = np.ascontiguousarray(value).astype(value.dtype.newbyteorder("<")).tobytes()
+            entry.update(encoding="raw", offset=raw_offset, length=len(data))
+            entry["dtype"] = value.dtype.newbyteorder("<").str
+            raw_parts.append(data)
+            raw_offset += len(data)
+        entries.append(entry)
+    raw = b"".join(raw_parts)
+    if coding == "ans":
+        stream, bits = encode_ans([(s, e["counts"]) for e, s in coded])
+    else:
+        parts = [pack_2bit(s) for _, s in coded]
+        bits = [8.0 * len(p) for p in parts]
+        offset = len(raw)
+        for (e, _), p in zip(coded, parts, strict=True):
+            e.update(offset=offset, length=len(p))
+            offset += len(p)
+        stream = b"".join(parts)
+    meta = {
+        "format": "keras-ternary-packed",
+        "producer": _producer(),
+        "coding": coding,
+        "coded_offset": len(raw),
+        "coded_length": len(stream),
+        "model_config": config,
+        "tensors": entries,
+    }
+    meta_bytes = zlib.compress(json.dumps(meta, separators=(",", ":")).encode("utf-8"), 9)
+    payload = raw + stream
+    header = _header(meta_bytes, payload)
+    write_atomic(path, header + meta_bytes + payload)
+    report = PackReport(
+        os.fspath(path),
+        coding,
+        len(header) + len(meta_bytes) + len(payload),
+        len(meta_bytes),
+        len(raw),
+        len(stream),
+    )
+    for (e, s), b in zip(coded, bits, strict=True):
+        report.tensors.append(
+            TensorCoding(e["layer"], int(s.size), e["counts"], entropy_bits(e["counts"]), b)
+        )
+    return report
+
+
+def _producer() -> str:
+    import keras_ternary
+
+    return f"keras-ternary {keras_ternary.__version__}"
+
+
+def _header(meta: bytes, payload: bytes) -> bytes:
+    fields = (MAGIC, *FORMAT_VERSION, 0, len(meta), len(payload))
+    crc_m, crc_p = zlib.crc32(meta), zlib.crc32(payload)
+    head = _HEADER.pack(*fields, crc_m, crc_p, 0)[:-4]
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def read_header(data: bytes) -> tuple[dict, bytes]:
+    """Validate the framing of a packed file; return ``(metadata, payload)``.
+
+    Raises:
+        PackedFormatError: wrong magic, unsupported version, truncated/oversized file,
+            or a checksum mismatch.
+    """
+    if len(data) < HEADER_SIZE:
+        if not MAGIC.startswith(data[: len(MAGIC)]):
+            raise PackedFormatError("not a keras-ternary packed file (bad magic number)")
+        raise PackedFormatError(
+            f"truncated file: {len(data)} bytes, shorter than the {HEADER_SIZE}-byte header"
+        )
+    magic, major, minor, _flags, m_len, p_len, crc_m, crc_p, crc_h = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise PackedFormatError("not a keras-ternary packed file (bad magic number)")
+    if zlib.crc32(data[: HEADER_SIZE - 4]) != crc_h:
+        raise PackedFormatError("corrupt file: header checksum mismatch")
+    if major != FORMAT_VERSION[0]:
+        raise PackedFormatError(
+            f"unsupported format version {major}.{minor} (this reader: "
+            f"{FORMAT_VERSION[0]}.{FORMAT_VERSION[1]})"
+        )
+    expected = HEADER_SIZE + m_len + p_len
+    if len(data) < expected:
+        raise PackedFormatError(f"truncated file: {len(data)} bytes, header declares {expected}")
+    if len(data) > expected:
+        raise PackedFormatError(
+            f"corrupt file: {len(data) - expected} unexpected bytes after the declared end"
+        )
+    meta_bytes = data[HEADER_SIZE : HEADER_SIZE + m_len]
+    payload = data[HEADER_SIZE + m_len :]
+    if zlib.crc32(meta_bytes) != crc_m:
+        raise PackedFormatError("corrupt file: metadata checksum mismatch")
+    if zlib.crc32(payload) != crc_p:
+        raise PackedFormatError("corrupt file: payload checksum mismatch")
+    try:
+        meta = json.loads(zlib.decompress(meta_bytes).decode("utf-8"))
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PackedFormatError(f"corrupt file: metadata is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != "keras-ternary-packed":
+        raise PackedFormatError("corrupt file: metadata does not describe a packed model")
+    return meta, payload
+
+
+def _decode_tensors(meta: dict, payload: bytes) -> list[np.ndarray]:
+    entries = meta["tensors"]
+    coded = [e for e in entries if e["encoding"] != "raw"]
+    ans = [e for e in coded if e["encoding"] == "ans"]
+    values: dict[int, np.ndarray] = {}
+    if ans:
+        start, length = int(meta["coded_offset"]), int(meta["coded_length"])
+        counts = [[int(c) for c in e["counts"]] for e in ans]
+        for e, c in zip(ans, counts, strict=True):
+            if sum(c) != int(np.prod(e["shape"])):
+                raise PackedFormatError(f"tensor {e['name']!r}: counts do not match its shape")
+        symbols = decode_ans(payload[start : start + length], counts)
+        for e, s in zip(ans, symbols, strict=True):
+            values[e["index"]] = from_symbols(s, e["shape"], np.dtype(e["dtype"]))
+    for e in entries:
+        n = int(np.prod(e["shape"]))
+        if e["encoding"] == "2bit":
+            chunk = payload[e["offset"] : e["offset"] + e["length"]]
+            s = unpack_2bit(chunk, n)
+            if symbol_counts(s) != [int(c) for c in e["counts"]]:
+                raise PackedFormatError(f"tensor {e['name']!r}: 2-bit data contradicts its counts")
+            values[e["index"]] = from_symbols(s, e["shape"], np.dtype(e["dtype"]))
+        elif e["encoding"] == "raw":
+            dtype = np.dtype(e["dtype"])
+            chunk = payload[e["offset"] : e["offset"] + e["length"]]
+            if len(chunk) != n * dtype.itemsize or e["length"] != len(chunk):
+                raise PackedFormatError(f"tensor {e['name']!r}: raw data has the wrong length")
+            values[e["index"]] = np.frombuffer(chunk, dtype).reshape(e["shape"]).copy()
+        elif e["encoding"] != "ans":
+            raise PackedFormatError(f"tensor {e['name']!r}: unknown encoding {e['encoding']!r}")
+    return [values[e["index"]] for e in entries]
+
+
+def unpack(path: str | os.PathLike) -> tf.keras.Model:
+    """Read a packed file and rebuild the Keras model (ternary kernels as {-1, 0, +1}).
+
+    Raises:
+        PackedFormatError: the file is truncated, corrupt or not a packed model.
+        FileNotFoundError: the file does not exist.
+    """
+    import keras_ternary  # noqa: F401  (registers the custom objects the config needs)
+
+    with open(path, "rb") as f:
+        data = f.read()
+    meta, payload = read_header(data)
+    try:
+        arrays = _decode_tensors(meta, payload)
+        model = tf.keras.models.model_from_json(json.dumps(meta["model_config"]))
+    except (KeyError, TypeError, SymbolError) as exc:
+        raise PackedFormatError(f"corrupt file: {exc}") from exc
+    expected = [tuple(w.shape) for w in model.weights]
+    if expected != [a.shape for a in arrays]:
+        raise PackedFormatError("the stored tensors do not match the model's weights")
+    model.set_weights(arrays)
+    return model

@@ -1,0 +1,347 @@
+"""Export to TFLite with exact ternary int8 kernels, and run the result with LiteRT.
+
+:func:`to_tflite` builds the inference twin of the model (constant ternary kernels,
+batch-norm folded, see :mod:`keras_ternary.export.fold`), converts it
+
+* ``mode="int8"``: full-integer conversion calibrated on ``representative_data``. Weights
+  are quantized symmetrically per output channel with scale ``max|W_c| / 127``; a folded
+  ternary kernel ``s_c · t`` has ``max|W_c| = |s_c|``, so it is stored *exactly* as
+  ``{-127, 0, +127}`` codes times ``|s_c| / 127``.
+* ``mode="float"``: float32 throughout (kernels ``s_c · t`` stored as float32).
+
+and then reads the weight tensors back out of the flatbuffer (:func:`check_ternary_kernels`):
+every ternary kernel of the source model must be found, with values only in
+``{-q_c, 0, +q_c}`` per output channel (int8) or ``{-|s_c|, 0, +|s_c|}`` (float32).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from keras_ternary.export.flatbuffer import WeightTensor, read_weight_tensors
+from keras_ternary.export.fold import ExportError, FoldedKernel, inference_model
+
+__all__ = [
+    "Agreement",
+    "KernelCheck",
+    "TFLiteExport",
+    "check_ternary_kernels",
+    "compare_with_keras",
+    "convert",
+    "load_interpreter",
+    "predict_tflite",
+    "to_tflite",
+    "write_atomic",
+]
+
+MODES = ("int8", "float")
+
+
+@dataclass
+class KernelCheck:
+    """How one ternary kernel of the source model is stored in the .tflite file."""
+
+    layer: str
+    tensor: str | None
+    dtype: str | None
+    shape: tuple[int, ...] | None
+    exact: bool
+    levels: list[int] = field(default_factory=list)  # distinct |code| values (int8) / sample
+    n_zero: int = 0
+    message: str = ""
+
+
+@dataclass
+class TFLiteExport:
+    """What :func:`to_tflite` wrote and verified."""
+
+    path: str
+    mode: str
+    size_bytes: int
+    kernels: list[KernelCheck]
+    folded: dict[str, str]
+    fold_max_abs_diff: float | None = None
+
+    @property
+    def all_exact(self) -> bool:
+        return all(k.exact for k in self.kernels)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Agreement:
+    """Keras vs TFLite predictions on the same inputs."""
+
+    n: int
+    top1_agreement: float
+    max_abs_diff: float
+    keras_accuracy: float | None = None
+    tflite_accuracy: float | None = None
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _representative(
+    data: np.ndarray | Iterable | Callable | None, input_shape: tuple
+) -> Callable[[], Iterable[list[np.ndarray]]]:
+    """A converter ``representative_dataset``: one ``[1, *input_shape]`` float32 sample a step."""
+    if data is None:
+        raise ExportError("mode='int8' needs representative_data (calibration inputs)")
+
+    def samples():
+        source = data() if callable(data) else data
+        if isinstance(source, np.ndarray) or tf.is_tensor(source):
+            source = [np.asarray(source)]
+        for batch in source:
+            batch = np.asarray(batch[0] if isinstance(batch, tuple | list) else batch, np.float32)
+            if batch.shape == tuple(input_shape):
+                batch = batch[None]
+            if batch.shape[1:] != tuple(input_shape):
+                raise ExportError(
+                    f"representative_data has samples of shape {batch.shape[1:]}, "
+                    f"the model expects {tuple(input_shape)}"
+                )
+            for i in range(batch.shape[0]):
+                yield [batch[i : i + 1]]
+
+    return samples
+
+
+def convert(
+    keras_model: tf.keras.Model,
+    mode: str,
+    representative_data=None,
+    io_dtype: str | None = None,
+) -> bytes:
+    """Convert a float Keras model (already folded) to .tflite bytes.
+
+    ``mode="int8"``: full-integer (``TFLITE_BUILTINS_INT8`` only) with per-channel weights;
+    inputs/outputs are ``io_dtype`` (default ``"int8"``). ``mode="float"``: plain float32.
+    """
+    if mode not in MODES:
+        raise ExportError(f"mode must be one of {MODES}, got {mode!r}")
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    if mode == "int8":
+        io_dtype = io_dtype or "int8"
+        if io_dtype not in ("int8", "float32"):
+            raise ExportError(f"io_dtype must be 'int8' or 'float32', got {io_dtype!r}")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = _representative(
+            representative_data, tuple(keras_model.input_shape[1:])
+        )
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io = tf.int8 if io_dtype == "int8" else tf.float32
+        converter.inference_input_type = io
+        converter.inference_output_type = io
+    elif io_dtype not in (None, "float32"):
+        raise ExportError("mode='float' has float32 inputs and outputs")
+    try:
+        return converter.convert()
+    except ExportError:
+        raise
+    except Exception as exc:  # converter errors are long; keep the first informative line
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise ExportError(f"TFLite conversion ({mode}) failed: {first}") from exc
+
+
+def _tflite_layout(kernel: np.ndarray) -> np.ndarray:
+    """Keras kernel layout -> TFLite filter layout (output channels first)."""
+    if kernel.ndim == 2:  # Dense (in, out) -> FULLY_CONNECTED (out, in)
+        return kernel.T
+    return np.moveaxis(kernel, -1, 0)  # Conv (kh, kw, in, out) -> (out, kh, kw, in)
+
+
+def _check_one(fk: FoldedKernel, t: WeightTensor) -> KernelCheck:
+    values = t.values
+    per_channel = values.reshape(values.shape[0], -1)
+    expected = _tflite_layout(fk.kernel).reshape(per_channel.shape)
+    n_zero = int((per_channel == 0).sum())
+    if t.dtype == "INT8":
+        mags = np.abs(per_channel.astype(np.int32))
+        qmax = mags.max(axis=1, keepdims=True)
+        levels_ok = bool(np.all((mags == 0) | (mags == qmax)))
+        zp_ok = t.zero_points.size == 0 or not np.any(t.zero_points)
+        scales = np.broadcast_to(t.scales.reshape(-1, 1), (per_channel.shape[0], 1))
+        dequant = per_channel.astype(np.float64) * scales
+        value_ok = bool(np.allclose(dequant, expected, rtol=1e-5, atol=1e-7))
+        exact = levels_ok and zp_ok and value_ok and t.quantized_dimension == 0
+        msg = "" if exact else f"levels_ok={levels_ok} zero_point_ok={zp_ok} value_ok={value_ok}"
+        levels = sorted({int(v) for v in np.unique(qmax)})
+    else:
+        exact = bool(np.array_equal(per_channel.astype(np.float32), expected.astype(np.float32)))
+        msg = "" if exact else f"{t.dtype} values differ from the folded ternary kernel"
+        levels = []
+    return KernelCheck(fk.layer, t.name, t.dtype, t.shape, exact, levels, n_zero, msg)
+
+
+def check_ternary_kernels(
+    tflite: bytes | str | os.PathLike, kernels: list[FoldedKernel]
+) -> list[KernelCheck]:
+    """Find each ternary kernel in the flatbuffer and check it is stored exactly.
+
+    A kernel is matched to the conv / fully-connected weight tensor of the same shape
+    (TFLite layout) whose stored values have the same sign pattern as ``s_c · t``.
+    """
+    tensors = [t for t in read_weight_tensors(tflite) if t.values is not None]
+    used: set[int] = set()
+    checks = []
+    for fk in kernels:
+        if fk.kind != "ternary":
+            continue
+        expected = _tflite_layout(fk.kernel)
+        sign = np.sign(expected)
+        match = None
+        for i, t in enumerate(tensors):
+            if i in used or t.shape != expected.shape:
+                continue
+            if np.array_equal(np.sign(t.values.astype(np.float64)), sign):
+                match = i
+                break
+        if match is None:
+            checks.append(
+                KernelCheck(fk.layer, None, None, None, False, message="no matching tensor found")
+            )
+            continue
+        used.add(match)
+        checks.append(_check_one(fk, tensors[match]))
+    return checks
+
+
+def to_tflite(
+    model: tf.keras.Model,
+    path: str | os.PathLike,
+    mode: str = "int8",
+    representative_data=None,
+    *,
+    io_dtype: str | None = None,
+    fold_bn: bool = True,
+    strict: bool = True,
+) -> TFLiteExport:
+    """Export ``model`` to a .tflite file with constant ternary kernels and folded batch-norm.
+
+    Args:
+        model: a trained functional/Sequential Keras model (larq or keras-ternary layers).
+        path: output file (written atomically).
+        mode: ``"int8"`` (full-integer, needs ``representative_data``) or ``"float"``.
+        representative_data: calibration inputs, preprocessed like the training data: an
+            array ``(N, *input_shape)``, an iterable of such batches (or ``(x, y)`` tuples),
+            or a callable returning one.
+        io_dtype: int8 mode only: ``"int8"`` (default, fully integer) or ``"float32"``
+            model inputs/outputs.
+        fold_bn: fold batch-norms into the preceding convolution where exact.
+        strict: raise :class:`ExportError` (writing nothing) if a ternary kernel is not
+            stored exactly.
+
+    Returns:
+        A :class:`TFLiteExport` with the per-kernel storage checks.
+    """
+    graph = inference_model(model, fold_bn=fold_bn)
+    fold_diff = None
+    if representative_data is not None and isinstance(representative_data, np.ndarray):
+        probe = np.asarray(representative_data[:32], np.float32)
+        ref = np.asarray(model(probe, training=False))
+        fold_diff = float(np.max(np.abs(ref - np.asarray(graph.model(probe, training=False)))))
+    data = convert(graph.model, mode, representative_data, io_dtype)
+    checks = check_ternary_kernels(data, graph.kernels)
+    bad = [c for c in checks if not c.exact]
+    if strict and bad:
+        detail = "; ".join(f"{c.layer}: {c.message}" for c in bad[:3])
+        raise ExportError(f"{len(bad)} ternary kernel(s) not stored exactly ({detail})")
+    write_atomic(path, data)
+    return TFLiteExport(os.fspath(path), mode, len(data), checks, graph.folded, fold_diff)
+
+
+def load_interpreter(tflite: bytes | str | os.PathLike, num_threads: int = 1):
+    """A LiteRT interpreter (``ai_edge_litert``; ``tf.lite.Interpreter`` if unavailable).
+
+    The default CPU delegate (XNNPACK) is applied as the runtime does by default.
+    """
+    kwargs = {"num_threads": num_threads}
+    if isinstance(tflite, bytes | bytearray):
+        kwargs["model_content"] = bytes(tflite)
+    else:
+        kwargs["model_path"] = os.fspath(tflite)
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - depends on the installation
+        Interpreter = tf.lite.Interpreter  # noqa: N806
+    return Interpreter(**kwargs)
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype)
+    scale, zero = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    if np.issubdtype(detail["dtype"], np.floating):
+        return y.astype(np.float32)
+    scale, zero = detail["quantization"]
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+def predict_tflite(
+    tflite: bytes | str | os.PathLike, x: np.ndarray, batch_size: int = 100, num_threads: int = 1
+) -> np.ndarray:
+    """Run a .tflite model on float inputs ``x`` (quantizing / dequantizing int8 I/O)."""
+    it = load_interpreter(tflite, num_threads=num_threads)
+    inp = it.get_input_details()[0]
+    x = np.asarray(x, np.float32)
+    outs = []
+    current = None
+    for start in range(0, len(x), batch_size):
+        chunk = x[start : start + batch_size]
+        if current != len(chunk):
+            it.resize_tensor_input(inp["index"], [len(chunk), *x.shape[1:]])
+            it.allocate_tensors()
+            current = len(chunk)
+        inp = it.get_input_details()[0]
+        it.set_tensor(inp["index"], _quantize(chunk, inp))
+        it.invoke()
+        out = it.get_output_details()[0]
+        outs.append(_dequantize(it.get_tensor(out["index"]), out))
+    return np.concatenate(outs, axis=0)
+
+
+def compare_with_keras(
+    model: tf.keras.Model,
+    tflite: bytes | str | os.PathLike,
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    batch_size: int = 100,
+) -> Agreement:
+    """Top-1 agreement (and accuracies if labels ``y`` are given) of Keras vs TFLite."""
+    ref = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    got = predict_tflite(tflite, x, batch_size=batch_size)
+    agree = float(np.mean(ref.argmax(-1) == got.argmax(-1)))
+    acc_k = acc_t = None
+    if y is not None:
+        y = np.asarray(y).reshape(-1)
+        acc_k = float(np.mean(ref.argmax(-1) == y))
+        acc_t = float(np.mean(got.argmax(-1) == y))
+    return Agreement(len(x), agree, float(np.max(np.abs(ref - got))), acc_k, acc_t)
