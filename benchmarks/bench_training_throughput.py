@@ -1,0 +1,76 @@
+"""Training throughput of ResNet-20* (inflation 1, batch 256): Ternary vs float vs larq SteTern.
+
+Measured in one run, variants interleaved round-robin so that machine load affects them
+alike; each figure is the median over rounds of images/s after warm-up. Targets (issue 2):
+Ternary >= 0.90 × float Conv2D and >= 0.97 × larq SteTern.
+
+    python benchmarks/bench_training_throughput.py [--rounds 5] [--steps 6] [--batch 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import keras_ternary as kt  # first: selects tf-keras before larq/TensorFlow load
+
+# isort: split
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+VARIANTS = {
+    "float Conv2D": None,
+    "larq SteTern": lq.quantizers.SteTern(threshold_value=0.1),
+    "keras_ternary Ternary": "ternary",
+}
+
+
+def _compiled(quantizer, inflation: int) -> tf.keras.Model:
+    model = kt.resnet20_star(inflation=inflation, quantizer=quantizer, seed=0)
+    model.compile(
+        tf.keras.optimizers.Adam(5e-3),
+        tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per variant")
+    parser.add_argument("--steps", type=int, default=6, help="training steps per round")
+    parser.add_argument("--batch", type=int, default=256, help="batch size")
+    parser.add_argument("--inflation", type=int, default=1, help="ResNet-20* inflation")
+    args = parser.parse_args()
+
+    tf.keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(args.batch, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, size=args.batch)
+    models = {name: _compiled(q, args.inflation) for name, q in VARIANTS.items()}
+    for model in models.values():  # warm-up: trace and first steps
+        for _ in range(2):
+            model.train_on_batch(x, y)
+    rates: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(args.rounds):
+        for name, model in models.items():
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                model.train_on_batch(x, y)
+            rates[name].append(args.steps * args.batch / (time.perf_counter() - start))
+    med = {name: statistics.median(r) for name, r in rates.items()}
+    print(
+        f"ResNet-20* inflation {args.inflation}, batch {args.batch}, "
+        f"{args.rounds} rounds × {args.steps} steps"
+    )
+    for name, rate in med.items():
+        spread = f"{min(rates[name]):.0f}–{max(rates[name]):.0f}"
+        print(f"  {name:24s} {rate:8.1f} images/s  (rounds: {spread})")
+    ternary = med["keras_ternary Ternary"]
+    print(f"Ternary / float   = {ternary / med['float Conv2D']:.3f}  (target >= 0.90)")
+    print(f"Ternary / SteTern = {ternary / med['larq SteTern']:.3f}  (target >= 0.97)")
+
+
+if __name__ == "__main__":
+    main()
