@@ -1,0 +1,353 @@
+"""Run configuration: a validated, nested dataclass read from YAML/TOML plus overrides.
+
+A configuration file is a mapping with the sections below (every key optional; defaults
+are the paper's recipe). ``extends: other.yaml`` merges the file onto another one first
+(relative to the file, or the name of a shipped config such as ``reduced/base``).
+
+.. code-block:: yaml
+
+    name: log-k5              # run name (default run directory: runs/<name>)
+    epochs: 500               # epochs of this run
+    paper_epochs: 500         # span of the paper's epoch axis replayed by this run:
+                              #   time_scale = paper_epochs / epochs drives both Δ and LR
+    per_step: false           # advance Δ and LR every step on that axis (else every epoch)
+    batch_size: 256
+    seed: 0
+    snapshot_epochs: [100]    # paper epochs after which latent-weight histograms are saved
+    data: {source: auto, dir: null, tfds_dir: null, download: false,
+           train_size: null, test_size: null, augment: true}
+    model: {quantizer: ternary, inflation: 5, input_quantizer: null,
+            quantize_first_last: true, blocks_per_stage: 2}
+    ternary: {regime: log, delta0: 0.1, multiplier: 1.9, delta_max: 0.9}
+    optimizer: {name: adam, lr_values: [5e-3, 1e-3, 5e-4, 1e-4, 1e-5],
+                lr_boundaries: [101, 142, 184, 220]}
+    out_dir: null             # default runs/<name>
+    tensorboard: true
+
+Overrides are ``dotted.key=value`` strings whose value is parsed as YAML
+(``ternary.delta0=0.05``, ``model.quantizer=binary``, ``snapshot_epochs=[50,100]``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from keras_ternary.regimes import REGIMES, validate_regime_args
+from keras_ternary.schedules import PAPER_LR_BOUNDARIES, PAPER_LR_VALUES, validate_piecewise
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "TernaryConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+    "load_mapping",
+    "resolve_config_path",
+    "shipped_config_dir",
+]
+
+QUANTIZERS = ("ternary", "binary", "float")
+REGIME_NAMES = ("fixed", *REGIMES)
+DATA_SOURCES = ("auto", "cifar10_dir", "tfds", "shapes10")
+OPTIMIZERS = ("adam",)
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the key and what is allowed."""
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from (see :mod:`keras_ternary.data`)."""
+
+    source: str = "auto"
+    dir: str | None = None
+    tfds_dir: str | None = None
+    download: bool = False
+    train_size: int | None = None
+    test_size: int | None = None
+    augment: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """Arguments of :func:`keras_ternary.resnet20_star`."""
+
+    quantizer: str = "ternary"
+    inflation: int = 5
+    input_quantizer: str | None = None
+    quantize_first_last: bool = True
+    blocks_per_stage: int = 2
+
+
+@dataclass
+class TernaryConfig:
+    """The Δ regime of Eq. 7 (ignored unless ``model.quantizer`` is ternary)."""
+
+    regime: str = "log"
+    delta0: float = 0.1
+    multiplier: float = 1.9
+    delta_max: float = 0.9
+
+
+@dataclass
+class OptimizerConfig:
+    """Adam with the paper's piecewise-constant learning rate (boundaries on the paper axis)."""
+
+    name: str = "adam"
+    lr_values: list[float] = field(default_factory=lambda: list(PAPER_LR_VALUES))
+    lr_boundaries: list[float] = field(default_factory=lambda: list(PAPER_LR_BOUNDARIES))
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines one training run."""
+
+    name: str = "run"
+    epochs: int = 500
+    paper_epochs: float = 500.0
+    per_step: bool = False
+    batch_size: int = 256
+    seed: int = 0
+    snapshot_epochs: list[float] = field(default_factory=lambda: [100.0])
+    out_dir: str | None = None
+    tensorboard: bool = True
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    ternary: TernaryConfig = field(default_factory=TernaryConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+
+    # -- derived quantities ---------------------------------------------------------------
+    @property
+    def time_scale(self) -> float:
+        """Paper epochs per epoch of this run (1.0 at full scale)."""
+        return float(self.paper_epochs) / float(self.epochs)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) if self.out_dir else Path("runs") / self.name
+
+    @property
+    def is_ternary(self) -> bool:
+        return self.model.quantizer == "ternary"
+
+    def snapshot_our_epochs(self) -> list[int]:
+        """Our 1-based epochs at whose end a snapshot is saved: paper epoch p ↦ round(p/scale)."""
+        return sorted(
+            {min(self.epochs, max(1, round(p / self.time_scale))) for p in self.snapshot_epochs}
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> TrainConfig:
+        """Check every field; ConfigError naming the first offending key."""
+        _check(self.name and "/" not in self.name, "name", "a non-empty string without '/'")
+        _check(self.epochs >= 1, "epochs", "an integer >= 1")
+        _check(self.paper_epochs > 0, "paper_epochs", "> 0")
+        _check(self.batch_size >= 1, "batch_size", "an integer >= 1")
+        _check(self.seed >= 0, "seed", "an integer >= 0")
+        _check(all(p > 0 for p in self.snapshot_epochs), "snapshot_epochs", "paper epochs > 0")
+        d = self.data
+        _check(d.source in DATA_SOURCES, "data.source", f"one of {', '.join(DATA_SOURCES)}")
+        for key in ("train_size", "test_size"):
+            value = getattr(d, key)
+            _check(value is None or value >= 1, f"data.{key}", "null or an integer >= 1")
+        m = self.model
+        _check(m.quantizer in QUANTIZERS, "model.quantizer", f"one of {', '.join(QUANTIZERS)}")
+        _check(
+            m.input_quantizer in (None, "ternary", "binary"),
+            "model.input_quantizer",
+            "null, ternary or binary",
+        )
+        _check(m.inflation >= 1, "model.inflation", "an integer >= 1")
+        _check(m.blocks_per_stage >= 1, "model.blocks_per_stage", "an integer >= 1")
+        t = self.ternary
+        _check(t.regime in REGIME_NAMES, "ternary.regime", f"one of {', '.join(REGIME_NAMES)}")
+        if self.is_ternary:
+            try:
+                validate_regime_args(t.regime, t.delta0, t.multiplier, t.delta_max)
+            except ValueError as exc:
+                raise ConfigError(f"ternary: {exc}") from None
+        o = self.optimizer
+        _check(o.name in OPTIMIZERS, "optimizer.name", f"one of {', '.join(OPTIMIZERS)}")
+        try:
+            validate_piecewise(o.lr_values, o.lr_boundaries)
+        except ValueError as exc:
+            raise ConfigError(f"optimizer: {exc}") from None
+        return self
+
+
+def _check(ok: bool, key: str, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid value for {key}: expected {expected}")
+
+
+# --------------------------------------------------------------------------- building
+_SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "ternary": TernaryConfig,
+    "optimizer": OptimizerConfig,
+}
+
+
+def _coerce(value: Any, annotation: str, key: str) -> Any:
+    """Convert a YAML/TOML value to the field's annotated type (strings in annotations)."""
+    optional = "None" in annotation
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"invalid value for {key}: null is not allowed")
+    base = annotation.replace(" | None", "")
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+    elif base == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif base == "float":
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "5e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif base == "str":
+        if isinstance(value, str):
+            return value
+    elif base == "list[float]":
+        if isinstance(value, list | tuple):
+            return [_coerce(v, "float", f"{key}[]") for v in value]
+    else:  # pragma: no cover - programming error
+        raise TypeError(f"unsupported annotation {annotation}")
+    raise ConfigError(f"invalid value for {key}: expected {base}, got {value!r}")
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key {prefix}{unknown[0]}; allowed: {', '.join(sorted(fields))}")
+    kwargs = {}
+    for name, value in values.items():
+        key = f"{prefix}{name}"
+        if name in _SECTIONS and cls is TrainConfig:
+            kwargs[name] = _build(_SECTIONS[name], value or {}, f"{key}.")
+        else:
+            kwargs[name] = _coerce(value, str(fields[name].type), key)
+    return cls(**kwargs)
+
+
+def config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
+    """Build and validate a :class:`TrainConfig` from a nested mapping."""
+    return _build(TrainConfig, values, "").validate()
+
+
+# --------------------------------------------------------------------------- files
+def shipped_config_dir() -> Path:
+    """Directory of the configs shipped with the package (``keras_ternary/configs``)."""
+    return Path(str(resources.files("keras_ternary") / "configs"))
+
+
+def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Path:
+    """A config file path: as given, relative to ``relative_to``, or a shipped config name."""
+    candidates = [Path(name)]
+    if relative_to is not None:
+        candidates.insert(0, relative_to / name)
+    shipped = shipped_config_dir() / name
+    candidates += [shipped, shipped.with_suffix(".yaml"), shipped.with_suffix(".toml")]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ConfigError(
+        f"config file {name} not found (neither a path nor a shipped config under "
+        f"{shipped_config_dir()})"
+    )
+
+
+def load_mapping(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML or TOML file into a dict, following ``extends`` chains."""
+    path = resolve_config_path(path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"config {path} extends itself")
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (OSError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must hold a mapping at the top level")
+    parent = data.pop("extends", None)
+    if parent is not None:
+        parent_path = resolve_config_path(parent, relative_to=path.parent)
+        data = merge(load_mapping(parent_path, (*_seen, path.resolve())), data)
+    return data
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: mappings merge, everything else in ``update`` replaces."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"a.b=value"`` → ``{"a": {"b": value}}`` with ``value`` parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def apply_overrides(values: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply ``key=value`` overrides (see :func:`parse_override`) to a config mapping."""
+    out = dict(values)
+    for text in overrides:
+        out = merge(out, parse_override(text))
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
+    """Defaults ← config file (if any) ← overrides, validated."""
+    values = load_mapping(path) if path is not None else {}
+    return config_from_dict(apply_overrides(values, overrides))
+
+
+def dump_yaml(config: TrainConfig) -> str:
+    """The complete configuration as YAML (what a run directory stores)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

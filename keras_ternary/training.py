@@ -1,0 +1,560 @@
+"""Train one configuration into a run directory, resumably.
+
+A run directory holds::
+
+    config.yaml            the complete, validated configuration (written first)
+    history.csv            one row per epoch: epoch, paper_epoch, loss, accuracy, val_loss,
+                           val_accuracy, lr, delta, sparsity, entropy, epoch_time_s
+    tensorboard/           TensorBoard event files (same scalars)
+    checkpoints/last.h5    model + optimizer state after the latest epoch, with the run state
+                           (epochs done, best accuracy, wall time) as an HDF5 attribute
+    checkpoints/best.h5    the model at the best validation accuracy
+    snapshots/epoch_NNNN.json  latent-weight histograms and ternary statistics after the
+                           epochs that correspond to ``snapshot_epochs`` of the paper (Fig. 1)
+    model.h5               the final model (loads with ``tf.keras.models.load_model``)
+    ternary_stats.json     final per-layer statistics of the quantized weights
+    summary.json           best and final metrics (written last: its presence means finished)
+
+Every file is written to a temporary name and moved into place with ``os.replace``, so an
+interrupted run never leaves a half-written file. ``resume=True`` reloads the last checkpoint
+(weights, Adam state and step counter, hence the same learning rate) and continues at the next
+epoch; Δ is a function of the epoch (:class:`keras_ternary.DeltaGrowth`), so it continues too.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from keras_ternary import _compat
+
+_compat.ensure_legacy_keras()
+
+import tensorflow as tf  # noqa: E402
+
+from keras_ternary import data as data_lib  # noqa: E402
+from keras_ternary.callbacks import DeltaGrowth  # noqa: E402
+from keras_ternary.config import ConfigError, TrainConfig, config_from_dict, dump_yaml  # noqa: E402
+from keras_ternary.models import resnet20_star  # noqa: E402
+from keras_ternary.schedules import EpochPiecewiseSchedule  # noqa: E402
+from keras_ternary.stats import ternary_stats  # noqa: E402
+
+__all__ = [
+    "HISTORY_FIELDS",
+    "RunError",
+    "RunResult",
+    "atomic_write_text",
+    "build_model",
+    "read_history",
+    "run_status",
+    "train",
+]
+
+CONFIG_FILE = "config.yaml"
+HISTORY_FILE = "history.csv"
+LAST_CKPT = "checkpoints/last.h5"
+BEST_CKPT = "checkpoints/best.h5"
+FINAL_MODEL = "model.h5"
+STATS_FILE = "ternary_stats.json"
+SUMMARY_FILE = "summary.json"
+SNAPSHOT_DIR = "snapshots"
+TENSORBOARD_DIR = "tensorboard"
+STATE_ATTR = "keras_ternary_run_state"
+
+HISTORY_FIELDS = (
+    "epoch",
+    "paper_epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "delta",
+    "sparsity",
+    "entropy",
+    "epoch_time_s",
+)
+
+
+class RunError(RuntimeError):
+    """A run directory cannot be used as asked; the message says why and what to do."""
+
+
+@dataclass
+class RunResult:
+    """Outcome of :func:`train`: ``status`` is "finished", "stopped" or "already_finished"."""
+
+    run_dir: Path
+    status: str
+    epochs_done: int
+    summary: dict[str, Any] | None
+
+
+# --------------------------------------------------------------------------- atomic files
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_save_model(
+    model: tf.keras.Model,
+    path: str | os.PathLike,
+    include_optimizer: bool,
+    state: dict[str, Any] | None = None,
+) -> None:
+    """Save ``model`` as HDF5 via a temporary file; ``state`` goes into a file attribute."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".h5", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save(tmp, save_format="h5", include_optimizer=include_optimizer)
+        if state is not None:
+            with h5py.File(tmp, "a") as handle:
+                handle.attrs[STATE_ATTR] = json.dumps(state)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The run state stored in a checkpoint written by :func:`atomic_save_model`."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return json.loads(handle.attrs[STATE_ATTR])
+    except (OSError, KeyError, ValueError) as exc:
+        raise RunError(f"checkpoint {path} is unreadable or lacks the run state ({exc})") from None
+
+
+# --------------------------------------------------------------------------- history CSV
+def format_history(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in HISTORY_FIELDS})
+    return buffer.getvalue()
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, float | None]]:
+    """Rows of a ``history.csv`` as dicts of floats (None for empty cells)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        rows = []
+        for raw in csv.DictReader(handle):
+            row = {k: (float(v) if v not in ("", None) else None) for k, v in raw.items()}
+            row["epoch"] = int(row["epoch"])
+            rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- run directory
+def run_status(run_dir: str | os.PathLike) -> str:
+    """ "finished" (summary.json), "partial" (a last checkpoint), "new" (nothing to resume)."""
+    run_dir = Path(run_dir)
+    if (run_dir / SUMMARY_FILE).is_file():
+        return "finished"
+    if (run_dir / LAST_CKPT).is_file():
+        return "partial"
+    return "new"
+
+
+def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The configuration stored in a run directory."""
+    import yaml
+
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise RunError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
+    try:
+        return config_from_dict(yaml.safe_load(path.read_text()) or {})
+    except (ConfigError, yaml.YAMLError) as exc:
+        raise RunError(f"{path} is not a valid run configuration: {exc}") from None
+
+
+def _prepare_run_dir(config: TrainConfig, resume: bool) -> str:
+    """Check the directory against the request; return its status."""
+    run_dir = config.run_dir
+    status = run_status(run_dir)
+    has_config = (run_dir / CONFIG_FILE).is_file()
+    if run_dir.exists() and any(run_dir.iterdir()) and not has_config:
+        raise RunError(f"{run_dir} exists, is not empty and is not a run directory; choose --out")
+    if has_config and status != "new":
+        stored = load_run_config(run_dir)
+        if _comparable(stored) != _comparable(config):
+            raise RunError(
+                f"{run_dir} holds a run with a different configuration; resume it without "
+                "changing options (train --resume DIR) or choose another --out"
+            )
+        if not resume:
+            raise RunError(
+                f"{run_dir} already holds a {status} run; pass --resume to continue it "
+                "or choose another --out"
+            )
+    if status == "new":  # nothing usable: start from scratch
+        for name in (HISTORY_FILE, TENSORBOARD_DIR, SNAPSHOT_DIR, "checkpoints"):
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(config))
+    return status
+
+
+def _comparable(config: TrainConfig) -> dict[str, Any]:
+    values = config.to_dict()
+    values.pop("out_dir")
+    return values
+
+
+# --------------------------------------------------------------------------- model
+def build_model(config: TrainConfig, data: data_lib.ArrayData) -> tf.keras.Model:
+    """ResNet-20* for ``config`` compiled with Adam, the (compressed) paper LR and CE loss."""
+    m = config.model
+    model = resnet20_star(
+        inflation=m.inflation,
+        quantizer=None if m.quantizer == "float" else m.quantizer,
+        input_quantizer=m.input_quantizer,
+        quantize_first_last=m.quantize_first_last,
+        delta=config.ternary.delta0,
+        num_classes=data.num_classes,
+        input_shape=tuple(data.x_train.shape[1:]),
+        blocks_per_stage=m.blocks_per_stage,
+        seed=config.seed,
+    )
+    schedule = make_lr_schedule(config, len(data.y_train))
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(learning_rate=schedule),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def make_lr_schedule(config: TrainConfig, n_train: int) -> EpochPiecewiseSchedule:
+    return EpochPiecewiseSchedule(
+        steps_per_epoch=data_lib.steps_per_epoch(n_train, config.batch_size),
+        values=config.optimizer.lr_values,
+        boundaries=config.optimizer.lr_boundaries,
+        time_scale=config.time_scale,
+        per_step=config.per_step,
+    )
+
+
+def make_delta_growth(config: TrainConfig) -> DeltaGrowth | None:
+    """The Δ regime callback for ternary runs (``time_scale`` and ``per_step`` from the config)."""
+    if not config.is_ternary:
+        return None
+    t = config.ternary
+    return DeltaGrowth(
+        t.regime,
+        t.delta0,
+        t.multiplier,
+        t.delta_max,
+        time_scale=config.time_scale,
+        per_step=config.per_step,
+    )
+
+
+def _load_checkpoint(path: Path) -> tf.keras.Model:
+    try:
+        return tf.keras.models.load_model(
+            path, custom_objects={"EpochPiecewiseSchedule": EpochPiecewiseSchedule}
+        )
+    except (OSError, ValueError) as exc:
+        raise RunError(f"cannot load checkpoint {path}: {exc}") from None
+
+
+def _optimizer_schedule_config(model: tf.keras.Model) -> dict[str, Any] | None:
+    """The config of the optimizer's learning-rate schedule (None if it has none)."""
+    lr = model.optimizer.get_config().get("learning_rate")
+    return lr.get("config") if isinstance(lr, dict) else None
+
+
+def _quantized_stats(model: tf.keras.Model) -> tuple[float | None, float | None]:
+    """(sparsity, entropy) of all quantized kernels, (None, None) for a float model."""
+    stats = ternary_stats(model, kinds=None, histogram=False)
+    if stats.total.n_weights == 0:
+        return None, None
+    return stats.sparsity, stats.entropy
+
+
+# --------------------------------------------------------------------------- the recorder
+class RunRecorder(tf.keras.callbacks.Callback):
+    """Per epoch: history row, checkpoints, snapshots, a one-line report and stop checks.
+
+    Must come after :class:`DeltaGrowth` (whose logs it records) and before ``TensorBoard``
+    (which then sees ``lr`` and, for binary runs, ``sparsity``/``entropy``).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        schedule: EpochPiecewiseSchedule,
+        rows: list[dict[str, Any]],
+        state: dict[str, Any],
+        stop_after: int | None,
+        time_limit: float | None,
+        log: Callable[[str], None],
+    ):
+        super().__init__()
+        self.config = config
+        self.run_dir = config.run_dir
+        self.schedule = schedule
+        self.rows = rows
+        self.state = state
+        self.stop_after = stop_after
+        self.time_limit = time_limit
+        self.log = log
+        self.snapshots = set(config.snapshot_our_epochs())
+        self._session_start = time.monotonic()
+        self._session_epochs = 0
+        self._wall_before = float(state.get("wall_time_s", 0.0))
+        self._epoch_start = 0.0
+        self._lr = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.monotonic()
+        self._lr = self.schedule.value_at_step(int(self.model.optimizer.iterations.numpy()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["lr"] = self._lr
+        if "sparsity" not in logs:
+            sparsity, entropy = _quantized_stats(self.model)
+            if sparsity is not None:
+                logs["sparsity"], logs["entropy"] = sparsity, entropy
+        done = epoch + 1
+        row = {k: _plain(logs.get(k)) for k in HISTORY_FIELDS}
+        row.update(
+            epoch=done,
+            paper_epoch=round(self.config.time_scale * done, 6),
+            epoch_time_s=round(time.monotonic() - self._epoch_start, 3),
+        )
+        self.rows[:] = [r for r in self.rows if r["epoch"] < done] + [row]
+        atomic_write_text(self.run_dir / HISTORY_FILE, format_history(self.rows))
+
+        val = row.get("val_accuracy")
+        improved = val is not None and (
+            self.state.get("best_val_accuracy") is None or val > self.state["best_val_accuracy"]
+        )
+        if improved:
+            self.state.update(best_val_accuracy=val, best_epoch=done)
+            atomic_save_model(self.model, self.run_dir / BEST_CKPT, include_optimizer=False)
+        if done in self.snapshots:
+            self._snapshot(done, row)
+        self.state.update(
+            epochs_done=done,
+            wall_time_s=self._wall_before + time.monotonic() - self._session_start,
+        )
+        atomic_save_model(self.model, self.run_dir / LAST_CKPT, True, state=self.state)
+        self.log(_epoch_line(done, self.config.epochs, row))
+
+        self._session_epochs += 1
+        if self.stop_after is not None and self._session_epochs >= self.stop_after:
+            self.model.stop_training = True
+        elapsed = time.monotonic() - self._session_start
+        if self.time_limit is not None and elapsed >= self.time_limit:
+            self.model.stop_training = True
+
+    def _snapshot(self, done: int, row: dict[str, Any]) -> None:
+        stats = ternary_stats(self.model, kinds=None, histogram=True)
+        atomic_write_json(
+            self.run_dir / SNAPSHOT_DIR / f"epoch_{done:04d}.json",
+            {
+                "epoch": done,
+                "paper_epoch": row["paper_epoch"],
+                "delta": row.get("delta"),
+                "stats": stats.to_dict(histogram=True),
+            },
+        )
+
+
+def _plain(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(np.asarray(value))
+    return None if math.isnan(value) else value
+
+
+def _epoch_line(done: int, total: int, row: dict[str, Any]) -> str:
+    parts = [f"epoch {done}/{total}"]
+    for key, label, fmt in (
+        ("loss", "loss", ".4f"),
+        ("accuracy", "acc", ".4f"),
+        ("val_accuracy", "val_acc", ".4f"),
+        ("lr", "lr", ".1e"),
+        ("delta", "delta", ".4f"),
+        ("sparsity", "sparsity", ".4f"),
+        ("entropy", "entropy", ".4f"),
+    ):
+        if row.get(key) is not None:
+            parts.append(f"{label}={row[key]:{fmt}}")
+    return "  ".join(parts)
+
+
+# --------------------------------------------------------------------------- train
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    stop_after: int | None = None,
+    time_limit: float | None = None,
+    verbose: int = 2,
+    log: Callable[[str], None] = print,
+    data: data_lib.ArrayData | None = None,
+) -> RunResult:
+    """Train ``config`` into ``config.run_dir`` (see the module docstring).
+
+    Args:
+        config: a validated configuration.
+        resume: continue a partial run in that directory (its stored config must be equal).
+        stop_after: stop after this many epochs in this call (the run stays resumable).
+        time_limit: stop at the end of the first epoch finishing after this many seconds.
+        verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+        log: receives the one-line-per-epoch report and status messages.
+        data: already loaded data (default: load what ``config.data`` names).
+    """
+    config.validate()
+    run_dir = config.run_dir
+    status = _prepare_run_dir(config, resume)
+    if status == "finished":
+        log(f"{run_dir}: already finished")
+        return RunResult(
+            run_dir, "already_finished", config.epochs, _read_json(run_dir / SUMMARY_FILE)
+        )
+
+    tf.keras.utils.set_random_seed(config.seed)
+    if data is None:
+        d = config.data
+        data = data_lib.load_data(
+            d.source, d.dir, d.tfds_dir, d.download, d.train_size, d.test_size, seed=0
+        )
+    log(f"data: {data.describe()}")
+    state: dict[str, Any] = {"epochs_done": 0, "best_val_accuracy": None, "best_epoch": None}
+    if status == "partial":
+        state = read_checkpoint_state(run_dir / LAST_CKPT)
+        model = _load_checkpoint(run_dir / LAST_CKPT)
+        log(f"resuming {run_dir} after epoch {state['epochs_done']}")
+    else:
+        model = build_model(config, data)
+    schedule = make_lr_schedule(config, len(data.y_train))
+    if _optimizer_schedule_config(model) != schedule.get_config():
+        raise RunError(
+            f"the checkpoint's learning-rate schedule does not match the configuration and "
+            f"data of {run_dir} (different data size or batch size?)"
+        )
+    start = int(state["epochs_done"])
+    rows = [r for r in read_history(run_dir / HISTORY_FILE) if r["epoch"] <= start]
+
+    callbacks: list[tf.keras.callbacks.Callback] = []
+    growth = make_delta_growth(config)
+    if growth is not None:
+        callbacks.append(growth)
+    callbacks.append(RunRecorder(config, schedule, rows, state, stop_after, time_limit, log))
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        log("warning: the tensorboard package is not installed; no TensorBoard logs written")
+    elif config.tensorboard:
+        callbacks.append(
+            tf.keras.callbacks.TensorBoard(
+                log_dir=str(run_dir / TENSORBOARD_DIR), write_graph=False, profile_batch=0
+            )
+        )
+    if start < config.epochs:
+        model.fit(
+            data_lib.make_train_dataset(
+                data, config.batch_size, config.seed, start, config.epochs, config.data.augment
+            ),
+            epochs=config.epochs,
+            initial_epoch=start,
+            steps_per_epoch=data_lib.steps_per_epoch(len(data.y_train), config.batch_size),
+            validation_data=data_lib.make_eval_dataset(data, config.batch_size),
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    done = int(state.get("epochs_done", start))
+    if done < config.epochs:
+        log(f"stopped after epoch {done}/{config.epochs}; continue with: train --resume {run_dir}")
+        return RunResult(run_dir, "stopped", done, None)
+    summary = _finish(model, config, rows, state)
+    log(f"finished {run_dir}: " + json.dumps({k: summary[k] for k in _SUMMARY_HEADLINE}))
+    return RunResult(run_dir, "finished", done, summary)
+
+
+_SUMMARY_HEADLINE = ("best_val_accuracy", "best_epoch", "final_sparsity", "final_entropy")
+
+
+def _finish(
+    model: tf.keras.Model, config: TrainConfig, rows: list[dict[str, Any]], state: dict[str, Any]
+) -> dict[str, Any]:
+    """Write model.h5, ternary_stats.json and (last) summary.json."""
+    run_dir = config.run_dir
+    atomic_save_model(model, run_dir / FINAL_MODEL, include_optimizer=False)
+    stats = ternary_stats(model, kinds=None, histogram=True)
+    atomic_write_json(run_dir / STATS_FILE, stats.to_dict(histogram=True))
+    last = rows[-1] if rows else {}
+    quantized = stats.total.n_weights > 0
+    summary = {
+        "name": config.name,
+        "status": "finished",
+        "epochs": config.epochs,
+        "paper_epochs": config.paper_epochs,
+        "time_scale": config.time_scale,
+        "quantizer": config.model.quantizer,
+        "regime": config.ternary.regime if config.is_ternary else None,
+        "delta0": config.ternary.delta0 if config.is_ternary else None,
+        "multiplier": config.ternary.multiplier if config.is_ternary else None,
+        "delta_max": config.ternary.delta_max if config.is_ternary else None,
+        "inflation": config.model.inflation,
+        "seed": config.seed,
+        "trainable_params": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
+        "quantized_weights": stats.total.n_weights,
+        "best_val_accuracy": state.get("best_val_accuracy"),
+        "best_epoch": state.get("best_epoch"),
+        "final_val_accuracy": last.get("val_accuracy"),
+        "final_delta": last.get("delta"),
+        "final_sparsity": stats.sparsity if quantized else 0.0,
+        "final_entropy": stats.entropy if quantized else None,
+        "wall_time_s": state.get("wall_time_s"),
+    }
+    atomic_write_json(run_dir / SUMMARY_FILE, summary)
+    return summary
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
