@@ -1,8 +1,8 @@
 """Training throughput of ResNet-20* (inflation 1, batch 256): Ternary vs float vs larq SteTern.
 
-Measured in one run, variants interleaved round-robin so that machine load affects them
-alike; each figure is the median over rounds of images/s after warm-up. Targets (issue 2):
-Ternary >= 0.90 × float Conv2D and >= 0.97 × larq SteTern.
+Measured in one run, variants interleaved in a shuffled order every round so that machine
+load affects them alike; each figure is the median over rounds of images/s after warm-up.
+Targets (issue 2): Ternary >= 0.90 × float Conv2D and >= 0.97 × larq SteTern.
 
     python benchmarks/bench_training_throughput.py [--rounds 5] [--steps 6] [--batch 256]
 """
@@ -53,8 +53,11 @@ def main() -> None:
         for _ in range(2):
             model.train_on_batch(x, y)
     rates: dict[str, list[float]] = {name: [] for name in models}
+    order = list(models)
     for _ in range(args.rounds):
-        for name, model in models.items():
+        rng.shuffle(order)  # no variant always runs first (or right after another)
+        for name in order:
+            model = models[name]
             start = time.perf_counter()
             for _ in range(args.steps):
                 model.train_on_batch(x, y)
