@@ -106,7 +106,9 @@ class Ternary(lq.quantizers.Quantizer):
             raise ValueError(f"clip_value must be > 0 or None, got {clip_value}")
         initial = _validate_delta(delta, self.clip_value)
         self.delta_variable = self.add_weight(
-            name="delta",
+            # unique per quantizer: a layer may hold a kernel and an input Ternary, whose
+            # weights must not collide in the .h5 layout
+            name=f"{self.name}_delta",
             shape=(),
             dtype=tf.float32,
             initializer=tf.keras.initializers.Constant(initial),

@@ -10,17 +10,18 @@ from keras_ternary.callbacks import find_ternary_quantizers
 
 
 @pytest.mark.parametrize("ext", ["h5", "keras"])
-def test_save_load_keeps_predictions_and_delta(tmp_path, ext):
-    model = resnet20_star(inflation=1, blocks_per_stage=1, seed=2)
-    for i, q in enumerate(find_ternary_quantizers(model)):
+@pytest.mark.parametrize("input_quantizer", [None, "ternary"])
+def test_save_load_keeps_predictions_and_delta(tmp_path, ext, input_quantizer):
+    model = resnet20_star(inflation=1, blocks_per_stage=1, seed=2, input_quantizer=input_quantizer)
+    for i, q in enumerate(find_ternary_quantizers(model, inputs=True)):
         q.delta = 0.05 + 0.01 * i
     x = np.random.default_rng(0).normal(size=(3, 32, 32, 3)).astype("float32")
     path = str(tmp_path / f"model.{ext}")
     model.save(path)
     loaded = tf.keras.models.load_model(path)  # no custom_objects
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
-    deltas = [q.delta for q in find_ternary_quantizers(loaded)]
-    assert deltas == [q.delta for q in find_ternary_quantizers(model)]
+    deltas = [q.delta for q in find_ternary_quantizers(loaded, inputs=True)]
+    assert deltas == [q.delta for q in find_ternary_quantizers(model, inputs=True)]
     assert all(isinstance(q, Ternary) for q in find_ternary_quantizers(loaded))
 
 
