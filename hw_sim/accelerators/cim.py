@@ -1,0 +1,114 @@
+"""``cim``: compute-in-memory crossbars (weight-stationary, bit-serial activations).
+
+The kernel, as a K x C_out matrix (K = kh·kw·C_in rows in im2col order), is tiled over
+``rows x cols`` arrays; a ternary weight takes ``ternary_cells`` adjacent columns (2
+binary cells, w+ and w-, or 1 ternary cell), a binary weight one. Activations enter
+bit-serially: 2 pulses for ternary (+ and - phase), 1 for binary, 8 otherwise (float or
+integer activations are assumed converted to int8 at the array input). Per input vector
+and pulse:
+
+* a block of ``block_rows`` rows whose weights in an array's columns are all zero is not
+  driven (skipped); cells of driven blocks cost ``cim_cell`` each (rows x used columns);
+* every used column of an array with at least one driven block is converted by the ADC
+  (``adc_conversion`` = adc_fom · 2^adc_bits) and shift-added into the output (int32 add).
+
+Reported: arrays, row/column tiles, utilisation = K·C_out·cells / (arrays·rows·cols).
+Float kernels are not mapped to crossbars: they fall back to digital fp32 MACs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hw_sim.accelerators.common import (
+    CountingModel,
+    LayerCount,
+    count_epilogue,
+    count_fp32_macs,
+    fetch_groups,
+)
+from hw_sim.geometry import weight_matrix
+from hw_sim.ir import Graph, Op
+from hw_sim.technology import CimConfig, Tech
+
+__all__ = ["CimModel", "activation_pulses", "crossbar_mapping"]
+
+
+def activation_pulses(act_precision: str) -> int:
+    """Input pulses per activation: ternary 2 (+/- phases), binary 1, anything else 8."""
+    return {"ternary": 2, "binary": 1}.get(act_precision, 8)
+
+
+def crossbar_mapping(op: Op, cim: CimConfig) -> dict:
+    """Tile a ternary/binary kernel onto crossbars and find the row blocks to drive.
+
+    Returns per-input-pulse counts: ``cell_ops`` (cells in driven blocks x used columns),
+    ``conversions`` (used columns of arrays with a driven block), ``active_blocks`` and
+    ``blocks`` (real row blocks x column tiles), plus ``arrays``, ``row_tiles``,
+    ``col_tiles``, ``cells_per_weight`` and ``utilisation``.
+    """
+    nz = weight_matrix(op) != 0
+    k, cout = nz.shape
+    cpw = cim.ternary_cells if op.weight_precision == "ternary" else 1
+    per_tile = cim.cols // cpw  # output channels per column tile
+    row_tiles = math.ceil(k / cim.rows)
+    col_tiles = math.ceil(cout / per_tile)
+    b = cim.block_rows
+    n_blocks = math.ceil(k / b)
+    padded = np.zeros((n_blocks * b, col_tiles * per_tile), dtype=bool)
+    padded[:k, :cout] = nz
+    active = padded.reshape(n_blocks, b, col_tiles, per_tile).any(axis=(1, 3))
+    rows_in_block = np.minimum(b, k - np.arange(n_blocks) * b)
+    cols_used = np.minimum(per_tile, cout - np.arange(col_tiles) * per_tile) * cpw
+    blocks_per_tile = cim.rows // b
+    tile_active = np.zeros((row_tiles * blocks_per_tile, col_tiles), dtype=bool)
+    tile_active[:n_blocks] = active
+    tile_any = tile_active.reshape(row_tiles, blocks_per_tile, col_tiles).any(axis=1)
+    arrays = row_tiles * col_tiles
+    return {
+        "cell_ops": int((active * rows_in_block[:, None] * cols_used[None, :]).sum()),
+        "conversions": int((tile_any * cols_used[None, :]).sum()),
+        "active_blocks": int(active.sum()),
+        "blocks": int(n_blocks * col_tiles),
+        "arrays": arrays,
+        "row_tiles": row_tiles,
+        "col_tiles": col_tiles,
+        "cells_per_weight": cpw,
+        "utilisation": k * cout * cpw / (arrays * cim.rows * cim.cols),
+    }
+
+
+class CimModel(CountingModel):
+    """Crossbar arrays with row-block skipping, bit-serial inputs and per-column ADCs."""
+
+    name = "cim"
+    title = "cim (crossbar compute-in-memory)"
+
+    def count_compute(self, op: Op, graph: Graph, tech: Tech) -> LayerCount:
+        lc = LayerCount()
+        cim = tech.cim
+        if op.weight_precision not in ("ternary", "binary"):
+            count_fp32_macs(op, lc)
+            lc.mode = "fallback: digital fp32 MAC (float kernel)"
+            lc.details.update(act_fetch_groups=fetch_groups(op, tech.buffer.pe_cols))
+            return lc
+        m = crossbar_mapping(op, cim)
+        pulses = activation_pulses(op.act_precision)
+        vectors = op.output_positions * pulses
+        lc.add("compute", "cim_cell", vectors * m["cell_ops"])
+        lc.add("compute", "adc_conversion", vectors * m["conversions"])
+        lc.add("compute", "int32_add", vectors * m["conversions"])  # shift-add of ADC outputs
+        count_epilogue(op, lc)
+        lc.unit = "row-block activations"
+        lc.executed = vectors * m["active_blocks"]
+        lc.skipped = vectors * (m["blocks"] - m["active_blocks"])
+        lc.mode = f"crossbar, {op.weight_precision} weights, {pulses}-pulse activations"
+        lc.details.update(
+            m,
+            pulses=pulses,
+            weights_resident=cim.weights_resident,
+            act_fetch_groups=1,  # an input vector is broadcast to all column tiles
+        )
+        return lc

@@ -1,0 +1,176 @@
+"""Shared pieces of the counting models: the per-layer record and rules every model uses."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw_sim.geometry import dense_macs, elements, valid_tap_counts
+from hw_sim.ir import Graph, Op, bits_of
+from hw_sim.technology import Tech
+
+__all__ = [
+    "COMPONENTS",
+    "CountingModel",
+    "LayerCount",
+    "accumulate_action",
+    "count_aux",
+    "count_epilogue",
+    "count_fp32_macs",
+    "count_sparse_adds",
+    "fetch_groups",
+]
+
+#: Energy components of every layer.
+COMPONENTS = ("compute", "aux", "sram", "dram")
+
+
+@dataclass
+class LayerCount:
+    """Actions of one op under one model, by energy component.
+
+    ``executed`` / ``skipped`` are in the model's native ``unit`` (e.g. 64-bit word
+    operations, additions, crossbar row-block activations); ``details`` carries the
+    model-specific numbers and the hints the memory model needs.
+    """
+
+    unit: str = ""
+    mode: str = ""
+    executed: float = 0.0
+    skipped: float = 0.0
+    actions: dict[str, dict[str, float]] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+    def add(self, component: str, action: str, count: float) -> None:
+        """Add ``count`` occurrences of ``action`` to ``component``."""
+        if count:
+            bucket = self.actions.setdefault(component, {})
+            bucket[action] = bucket.get(action, 0) + count
+
+
+class CountingModel:
+    """Interface of an accelerator or baseline model."""
+
+    name = ""
+    title = ""
+    is_baseline = False
+
+    def count_compute(self, op: Op, graph: Graph, tech: Tech) -> LayerCount:
+        """Count a conv2d / dense op."""
+        raise NotImplementedError
+
+    def compute_input_bits(self, op: Op) -> int | None:
+        """Bits at which a conv2d / dense reads its input; ``None``: the tensor's own bits."""
+        return bits_of(op.act_precision) if op.input_quantizer is not None else None
+
+    def tensor_bits(self, precision: str) -> int:
+        """Bits per stored value of a tensor of ``precision`` that no quantizer shrinks."""
+        return bits_of(precision)
+
+    def weight_bits(self, op: Op) -> int:
+        """Bits per stored kernel weight."""
+        return bits_of(op.weight_precision)
+
+    def counts_input_quantization(self) -> bool:
+        """Whether the model pays for quantizing activations (comparisons against Δ)."""
+        return True
+
+
+def accumulate_action(act_precision: str) -> str:
+    """The add that accumulates one product: fp32 for float activations, else int32."""
+    return "fp32_add" if act_precision == "float32" else "int32_add"
+
+
+def count_sparse_adds(op: Op, graph: Graph, activation_sparsity: float = 0.0) -> dict:
+    """Element-level zero skipping of a ternary/binary kernel (the ``zeroskip`` rule).
+
+    One add/subtract per (nonzero weight, output position whose tap reads a real input):
+    ``executed = Σ_taps valid(tap) · nnz(tap)``; zero weights and padding taps are skipped,
+    and an expected fraction ``activation_sparsity`` of the remaining adds meets a zero
+    activation and is skipped too. ``executed + skipped == dense MACs``.
+    """
+    in_shape = graph.shape_of(op.inputs[0])
+    valid = valid_tap_counts(op, in_shape)
+    kh, kw = op.kernel_size
+    nnz = (op.weights != 0).reshape(kh, kw, -1).sum(axis=-1).astype(np.int64)
+    per_tap = op.in_channels * op.out_channels
+    adds = int((valid * nnz).sum())
+    zero_w = int((valid * (per_tap - nnz)).sum())
+    padding = int(((op.output_positions - valid) * per_tap).sum())
+    executed = adds * (1.0 - activation_sparsity) if activation_sparsity else adds
+    return {
+        "adds": executed,
+        "skipped_zero_weight": zero_w,
+        "skipped_padding": padding,
+        "skipped_zero_activation": adds - executed,
+    }
+
+
+def count_fp32_macs(op: Op, lc: LayerCount) -> None:
+    """Dense float multiply-accumulates (fallback for float kernels, and the FP32 baseline)."""
+    macs = dense_macs(op)
+    lc.add("compute", "fp32_mult", macs)
+    lc.add("compute", "fp32_add", macs)
+    lc.executed, lc.skipped, lc.unit = macs, 0, "MACs"
+
+
+def count_epilogue(op: Op, lc: LayerCount) -> None:
+    """Per-output work after the inner product: channel scale (mult) and bias (add)."""
+    outputs = op.output_positions * op.out_channels
+    if op.weight_scale is not None:
+        lc.add("compute", "fp32_mult", outputs)
+    if op.bias is not None:
+        lc.add("compute", "fp32_add", outputs)
+
+
+_ACTIVATION_COST = {  # (fp32 mults, fp32 adds/compares) per element
+    "linear": (0, 0),
+    "relu": (0, 1),
+    "relu6": (0, 2),
+    "hard_tanh": (0, 2),
+    # assumption: a piecewise-polynomial evaluation of 4 multiply-adds
+    "tanh": (4, 4),
+    "sigmoid": (4, 4),
+    "softmax": (5, 5),  # exp as above, plus a sum and a normalising multiply
+}
+
+
+def count_aux(op: Op, graph: Graph, lc: LayerCount, model: CountingModel) -> None:
+    """Element-wise and pooling work, charged in fp32 alike in every model.
+
+    batch norm: 1 mult + 1 add per element (folded scale and shift); activations: see
+    ``_ACTIVATION_COST`` (a comparison costs an add); add: (inputs - 1) adds per element;
+    max/avg pooling: window - 1 comparisons/adds per output (+1 mult for averages); input
+    quantizer: 2 comparisons (ternary) or 1 (sign) per input element.
+    """
+    out = elements(op.output_shape)
+    if op.kind == "batchnorm":
+        lc.add("aux", "fp32_mult", out)
+        lc.add("aux", "fp32_add", out)
+    elif op.kind == "activation" or (op.is_compute and op.activation != "linear"):
+        mults, adds = _ACTIVATION_COST[op.activation]
+        lc.add("aux", "fp32_mult", mults * out)
+        lc.add("aux", "fp32_add", adds * out)
+    elif op.kind == "add":
+        lc.add("aux", "fp32_add", (len(op.inputs) - 1) * out)
+    elif op.kind in ("maxpool", "avgpool"):
+        window = op.pool_size[0] * op.pool_size[1]
+        lc.add("aux", "fp32_add", (window - 1) * out)
+        if op.kind == "avgpool":
+            lc.add("aux", "fp32_mult", out)
+    elif op.kind in ("global_avgpool", "global_maxpool"):
+        in_shape = graph.shape_of(op.inputs[0])
+        window = in_shape[0] * in_shape[1]
+        lc.add("aux", "fp32_add", (window - 1) * out)
+        if op.kind == "global_avgpool":
+            lc.add("aux", "fp32_mult", out)
+    if op.is_compute and op.input_quantizer is not None and model.counts_input_quantization():
+        compares = 1 if op.input_quantizer.precision == "binary" else 2
+        lc.add("aux", "fp32_add", compares * elements(graph.shape_of(op.inputs[0])))
+
+
+def fetch_groups(op: Op, pe_cols: int) -> int:
+    """How many times each input activation word is fetched: once per ``pe_cols`` outputs."""
+    return math.ceil(op.out_channels / pe_cols)

@@ -1,0 +1,50 @@
+"""``zeroskip``: ternary/binary weights x int8 or float activations, zeros skipped.
+
+Each nonzero weight costs one add or subtract of the activation it meets (fp32 add for
+float activations, int32 add into the accumulator otherwise); zero weights and padding
+taps are skipped and counted. Optionally (``accelerators.zeroskip.activation_sparsity``
+in the technology table) an expected fraction of the remaining adds meets a zero
+activation and is skipped dynamically. Float kernels fall back to fp32 MACs.
+"""
+
+from __future__ import annotations
+
+from hw_sim.accelerators.common import (
+    CountingModel,
+    LayerCount,
+    accumulate_action,
+    count_epilogue,
+    count_fp32_macs,
+    count_sparse_adds,
+    fetch_groups,
+)
+from hw_sim.ir import Graph, Op
+from hw_sim.technology import Tech
+
+__all__ = ["ZeroSkipModel"]
+
+
+class ZeroSkipModel(CountingModel):
+    """One add/subtract per nonzero weight; zero weights (and padding) skipped."""
+
+    name = "zeroskip"
+    title = "zeroskip (add/sub per nonzero ternary weight)"
+
+    def count_compute(self, op: Op, graph: Graph, tech: Tech) -> LayerCount:
+        lc = LayerCount()
+        groups = fetch_groups(op, tech.buffer.pe_cols)
+        if op.weight_precision not in ("ternary", "binary"):
+            count_fp32_macs(op, lc)
+            lc.mode = "fallback: fp32 MAC (float kernel)"
+            lc.details.update(act_fetch_groups=groups)
+            return lc
+        adds = count_sparse_adds(op, graph, tech.activation_sparsity)
+        lc.add("compute", accumulate_action(op.act_precision), adds["adds"])
+        count_epilogue(op, lc)
+        lc.unit, lc.executed = "adds", adds["adds"]
+        lc.skipped = (
+            adds["skipped_zero_weight"] + adds["skipped_padding"] + adds["skipped_zero_activation"]
+        )
+        lc.mode = f"{op.weight_precision} weight x {op.act_precision} act"
+        lc.details.update(adds, act_fetch_groups=groups)
+        return lc

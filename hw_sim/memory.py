@@ -1,0 +1,126 @@
+"""Memory model: weight and activation bits, SRAM and DRAM accesses under a buffer model.
+
+Buffer model (parameters under ``buffer:`` in the technology table; docs/hw_sim.md):
+
+* Layers run one after another from two on-chip SRAMs, a weight buffer and an activation
+  buffer; every access moves one 64-bit word and costs the table's SRAM energy for that
+  buffer's size (writes cost as reads).
+* A tensor is stored at the lowest precision all its readers accept: if every consumer
+  quantizes it (input quantizer), the producer writes it quantized (ternary 2 bits, binary
+  1 bit); otherwise at its own precision (float32/int32: 32 bits). Baselines override this.
+* conv2d / dense: the kernel is read from DRAM once per inference (``packed``: 2 bits per
+  ternary weight, or ``entropy``: the empirical-entropy estimate of a coded kernel, plus
+  32-bit scales/biases) and written once into the weight SRAM; the weight SRAM is then
+  read once per ``pe_rows`` output positions (bitwise: only nonzero words plus a 1-bit per
+  word skip mask). Input activations are read from the activation SRAM once per
+  ``pe_cols`` output channels: with ``window_reuse`` (a line buffer) each stored input word
+  once, otherwise (im2col) each output position's K-long patch. CIM keeps weights resident
+  in the arrays (no weight traffic) and broadcasts each input to all column tiles.
+* Other ops read every input value and write every output value once.
+* If a layer's inputs plus output exceed the activation SRAM, its output is written to
+  DRAM and read back once per consumer. The network input is read from DRAM and its
+  outputs written to DRAM once.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hw_sim.accelerators.common import CountingModel, LayerCount
+from hw_sim.geometry import elements, entropy_bits, words
+from hw_sim.ir import Graph, Op
+from hw_sim.technology import Tech
+
+__all__ = ["consumer_map", "layer_memory", "tensor_storage_bits", "weight_storage_bits"]
+
+
+def consumer_map(graph: Graph) -> dict[str, list[Op]]:
+    """Tensor name -> the ops that read it."""
+    readers: dict[str, list[Op]] = {op.name: [] for op in graph.ops}
+    for op in graph.ops:
+        for name in op.inputs:
+            readers[name].append(op)
+    return readers
+
+
+def tensor_storage_bits(
+    graph: Graph, model: CountingModel, readers: dict[str, list[Op]]
+) -> dict[str, int]:
+    """Bits per stored value of every tensor under ``model`` (see the module docstring)."""
+    storage = {}
+    for op in graph.ops:
+        own = model.tensor_bits(op.out_precision)
+        wanted = [model.compute_input_bits(c) if c.is_compute else None for c in readers[op.name]]
+        storage[op.name] = max([own if w is None else w for w in wanted] or [own])
+    return storage
+
+
+def weight_storage_bits(op: Op, model: CountingModel) -> tuple[int, float]:
+    """(packed, entropy-coded estimate) bits of a kernel plus its 32-bit scales and biases."""
+    extra = 32 * op.out_channels * ((op.weight_scale is not None) + (op.bias is not None))
+    packed = op.n_weights * model.weight_bits(op) + extra
+    if model.is_baseline or not op.is_quantized:
+        return packed, float(packed)
+    return packed, op.n_weights * entropy_bits(op.weights) + extra
+
+
+def layer_memory(
+    op: Op,
+    graph: Graph,
+    lc: LayerCount,
+    storage: dict[str, int],
+    readers: dict[str, list[Op]],
+    model: CountingModel,
+    tech: Tech,
+) -> dict:
+    """Bits and 64-bit accesses of one op; also adds the sram/dram actions to ``lc``."""
+    buf = tech.buffer
+    out_bits = elements(op.output_shape) * storage[op.name]
+    in_bits = sum(elements(graph.shape_of(n)) * storage[n] for n in op.inputs)
+    m = {
+        "weight_bits_packed": 0,
+        "weight_bits_entropy": 0.0,
+        "act_bits_in": in_bits,
+        "act_bits_out": out_bits,
+        "sram_weight_accesses": 0,
+        "sram_act_reads": 0,
+        "sram_act_writes": words(out_bits),
+        "dram_reads": 0,
+        "dram_writes": 0,
+        "spills_to_dram": False,
+    }
+    if op.kind == "input":
+        m["dram_reads"] = words(out_bits)
+    elif op.is_compute:
+        packed, coded = weight_storage_bits(op, model)
+        m["weight_bits_packed"], m["weight_bits_entropy"] = packed, coded
+        if not lc.details.get("weights_resident", False):
+            stored = coded if buf.weight_storage == "entropy" else packed
+            m["dram_reads"] += words(stored)
+            per_pass = lc.details.get(
+                "weight_words_per_pass", words(op.n_weights * model.weight_bits(op))
+            )
+            passes = math.ceil(op.output_positions / buf.pe_rows)
+            m["sram_weight_accesses"] = words(packed) + per_pass * passes
+        groups = lc.details.get("act_fetch_groups", 1)
+        if buf.window_reuse:
+            m["sram_act_reads"] = words(in_bits) * groups
+        else:
+            patch = lc.details.get(
+                "act_words_per_position", words(op.fan_in * storage[op.inputs[0]])
+            )
+            m["sram_act_reads"] = op.output_positions * patch * groups
+    else:
+        m["sram_act_reads"] = sum(
+            words(elements(graph.shape_of(n)) * storage[n]) for n in op.inputs
+        )
+    if in_bits + out_bits > buf.act_sram_kib * 8192:
+        m["spills_to_dram"] = True
+        m["dram_writes"] += words(out_bits)
+        m["dram_reads"] += words(out_bits) * len(readers[op.name])
+    if op.name in graph.outputs:
+        m["dram_writes"] += words(out_bits)
+    lc.add("sram", "sram_weight", m["sram_weight_accesses"])
+    lc.add("sram", "sram_act", m["sram_act_reads"] + m["sram_act_writes"])
+    lc.add("dram", "dram", m["dram_reads"] + m["dram_writes"])
+    return m

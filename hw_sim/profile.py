@@ -1,0 +1,128 @@
+"""CLI: ``python -m hw_sim.profile MODEL [--accelerator ...] [--tech FILE] [--format ...]``.
+
+Bad input (missing or corrupt model file, unsupported layer, bad technology file or
+option) gives one ``hw_sim: error: ...`` line on stderr and exit status 2; nothing is
+written half-way (outputs go to a temporary file first, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+
+from hw_sim.errors import HwSimError
+
+__all__ = ["main"]
+
+FORMATS = ("table", "json", "csv")
+ACCELERATOR_CHOICES = ("bitwise", "zeroskip", "cim", "all")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        raise HwSimError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m hw_sim.profile",
+        description="Count actions and estimate energy of a ternary/binary network on "
+        "accelerator models, against FP32, INT8 and binary baselines.",
+    )
+    p.add_argument("model", help="model file (.h5, .keras; .tflite once its loader exists)")
+    p.add_argument("--accelerator", default="bitwise", choices=ACCELERATOR_CHOICES)
+    p.add_argument("--tech", metavar="FILE", help="technology override (YAML or JSON)")
+    p.add_argument("--format", default="table", choices=FORMATS)
+    p.add_argument("--out", metavar="FILE", help="write the report here instead of stdout")
+    p.add_argument("--plot", metavar="FILE.png", help="energy breakdown per layer and component")
+    return p
+
+
+def _write_atomic(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise HwSimError(f"cannot write {path}: directory does not exist")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hw_sim-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise HwSimError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Silence native (C++) log lines TensorFlow writes to fd 2 while it loads a model.
+
+    Python-level errors still propagate and are printed by :func:`main` afterwards.
+    """
+    if os.environ.get("HW_SIM_DEBUG"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, profile, write outputs; raises :class:`HwSimError` on bad input."""
+    args = _parser().parse_args(argv)
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise HwSimError(f"--plot needs a .png file name, got {args.plot!r}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from hw_sim.analysis import profile
+    from hw_sim.report import to_csv, to_json, to_table
+
+    with _quiet_native_stderr():
+        result = profile(args.model, accelerator=args.accelerator, tech=args.tech)
+    text = {"table": to_table, "json": to_json, "csv": to_csv}[args.format](result)
+    if args.plot:
+        from hw_sim.plot import plot_energy
+
+        plot_energy(result, args.plot)
+    if args.out:
+        _write_atomic(args.out, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit status 0, or 2 with one error line on stderr."""
+    try:
+        return run(argv)
+    except HwSimError as exc:
+        print(f"hw_sim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hw_sim: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # unexpected: still one line unless debugging
+        if os.environ.get("HW_SIM_DEBUG"):
+            raise
+        detail = str(exc).strip().splitlines()
+        print(
+            f"hw_sim: error: {type(exc).__name__}: {detail[0] if detail else ''} "
+            "(set HW_SIM_DEBUG=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

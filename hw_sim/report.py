@@ -1,0 +1,179 @@
+"""Render profile reports as a text table, JSON or CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from hw_sim.accelerators import COMPONENTS
+
+__all__ = ["reports_of", "to_csv", "to_json", "to_table"]
+
+_CSV_FIELDS = (
+    "name",
+    "op",
+    "type",
+    "weights",
+    "zero_weights",
+    "sparsity",
+    "weight_precision",
+    "act_precision",
+    "macs",
+    "executed",
+    "skipped",
+    "unit",
+    "mode",
+    "weight_bits_packed",
+    "weight_bits_entropy",
+    "act_bits_in",
+    "act_bits_out",
+    "sram_weight_accesses",
+    "sram_act_reads",
+    "sram_act_writes",
+    "dram_reads",
+    "dram_writes",
+)
+
+
+def reports_of(result: dict) -> dict[str, dict]:
+    """accelerator name -> single-accelerator report, for one or ``all`` results."""
+    if "accelerators" in result:
+        return result["accelerators"]
+    return {result["accelerator"]: result}
+
+
+def to_json(result: dict) -> str:
+    """The result as indented JSON."""
+    return json.dumps(result, indent=2, sort_keys=False) + "\n"
+
+
+def _shape(shape: list[int]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def to_csv(result: dict) -> str:
+    """One row per layer and accelerator, then a TOTAL row per accelerator."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    energy_cols = [f"energy_{c}_pj" for c in (*COMPONENTS, "total")]
+    base_names = ("fp32", "int8", "binary")
+    writer.writerow(
+        ["accelerator", *_CSV_FIELDS[:2], "output_shape", *_CSV_FIELDS[2:], *energy_cols]
+        + [f"baseline_{b}_pj" for b in base_names]
+    )
+    for name, rep in reports_of(result).items():
+        for row in rep["layers"]:
+            writer.writerow(
+                [name, row["name"], row["op"], _shape(row["output_shape"])]
+                + [row[f] for f in _CSV_FIELDS[2:]]
+                + [row["energy_pj"][c] for c in (*COMPONENTS, "total")]
+                + [row["baselines_pj"][b] for b in base_names]
+            )
+        tot = rep["total"]
+        blank = {f: "" for f in _CSV_FIELDS}
+        blank.update({k: tot[k] for k in _CSV_FIELDS if k in tot and not isinstance(tot[k], dict)})
+        writer.writerow(
+            [name, "TOTAL", "", ""]
+            + [blank[f] for f in _CSV_FIELDS[2:]]
+            + [tot["energy_pj"][c] for c in (*COMPONENTS, "total")]
+            + [tot["baselines"][b]["energy_pj"]["total"] for b in base_names]
+        )
+    return buf.getvalue()
+
+
+def _num(x: float | None) -> str:
+    if x is None or x == "":
+        return "-"
+    if isinstance(x, float) and not x.is_integer():
+        return f"{x:,.1f}"
+    return f"{int(x):,}"
+
+
+def _nj(pj: float) -> str:
+    return f"{pj / 1000:,.1f}"
+
+
+def to_table(result: dict) -> str:
+    """A fixed-width per-layer table (energies in nJ) with totals and baseline savings."""
+    out = []
+    for rep in reports_of(result).values():
+        out.append(f"model {rep['model']}  accelerator {rep['title']}  tech {rep['tech']['name']}")
+        head = [
+            "layer",
+            "op",
+            "output",
+            "weights",
+            "sparsity",
+            "dense MACs",
+            "executed",
+            "skipped",
+            "unit",
+            "W bits",
+            *[f"{c} nJ" for c in COMPONENTS],
+            "total nJ",
+        ]
+        rows = []
+        for r in rep["layers"]:
+            rows.append(
+                [
+                    r["name"],
+                    r["op"],
+                    _shape(r["output_shape"]),
+                    _num(r["weights"]),
+                    "-" if r["sparsity"] is None else f"{100 * r['sparsity']:.1f}%",
+                    _num(r["macs"]),
+                    _num(r["executed"]),
+                    _num(r["skipped"]),
+                    r["unit"] or "-",
+                    _num(r["weight_bits_packed"]),
+                    *[_nj(r["energy_pj"][c]) for c in COMPONENTS],
+                    _nj(r["energy_pj"]["total"]),
+                ]
+            )
+        t = rep["total"]
+        sparsity = "-" if t["sparsity"] is None else f"{100 * t['sparsity']:.1f}%"
+        executed = sum(t["executed"].values())
+        skipped = sum(t["skipped"].values())
+        rows.append(
+            [
+                "TOTAL",
+                "",
+                "",
+                _num(t["weights"]),
+                sparsity,
+                _num(t["macs"]),
+                _num(executed),
+                _num(skipped),
+                "mixed" if len(t["executed"]) > 1 else next(iter(t["executed"]), "-"),
+                _num(t["weight_bits_packed"]),
+                *[_nj(t["energy_pj"][c]) for c in COMPONENTS],
+                _nj(t["energy_pj"]["total"]),
+            ]
+        )
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
+        left = {0, 1, 2, 8}
+
+        def fmt(cells, widths=widths, left=left):
+            return "  ".join(
+                str(c).ljust(w) if i in left else str(c).rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+
+        out.append(fmt(head))
+        out.append("  ".join("-" * w for w in widths))
+        out.extend(fmt(r) for r in rows[:-1])
+        out.append("  ".join("-" * w for w in widths))
+        out.append(fmt(rows[-1]))
+        out.append(
+            f"weight memory: {_num(t['weight_bits_packed'])} bits packed, "
+            f"{_num(t['weight_bits_entropy'])} bits entropy-coded estimate"
+        )
+        for base in t["baselines"].values():
+            saving = base["saving_x"]
+            out.append(
+                f"vs {base['title']}: {_nj(base['energy_pj']['total'])} nJ -> "
+                f"{'-' if saving is None else f'{saving:.2f}x'} energy saving"
+            )
+        out.append("")
+    return "\n".join(out)

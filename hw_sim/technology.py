@@ -1,0 +1,221 @@
+"""Technology tables as data: energy per action, buffer model, accelerator parameters.
+
+The default table is ``hw_sim/tech/horowitz45.yaml`` (Horowitz, ISSCC 2014, 45 nm, plus
+stated assumptions). :func:`load_tech` deep-merges an override file (YAML or JSON) or
+dict onto it; unknown keys are rejected so a typo cannot silently keep a default.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from hw_sim.errors import HwSimError
+
+__all__ = ["DEFAULT_TECH", "BufferModel", "CimConfig", "Tech", "load_tech"]
+
+DEFAULT_TECH = Path(__file__).with_name("tech") / "horowitz45.yaml"
+_STORAGE = ("packed", "entropy")
+
+
+@dataclass(frozen=True)
+class BufferModel:
+    """Layer-by-layer execution from a weight SRAM and an activation SRAM (docs/hw_sim.md)."""
+
+    weight_sram_kib: float = 32.0
+    act_sram_kib: float = 256.0
+    pe_rows: int = 16
+    pe_cols: int = 16
+    window_reuse: bool = True
+    weight_storage: str = "packed"
+
+    def __post_init__(self) -> None:
+        if self.weight_sram_kib <= 0 or self.act_sram_kib <= 0:
+            raise HwSimError("buffer sizes must be > 0 KiB")
+        if self.pe_rows < 1 or self.pe_cols < 1:
+            raise HwSimError("buffer.pe_rows and buffer.pe_cols must be >= 1")
+        if self.weight_storage not in _STORAGE:
+            raise HwSimError(f"buffer.weight_storage must be one of {_STORAGE}")
+
+
+@dataclass(frozen=True)
+class CimConfig:
+    """Crossbar parameters of the ``cim`` accelerator model."""
+
+    rows: int = 128
+    cols: int = 128
+    adc_bits: int = 5
+    block_rows: int = 16
+    ternary_cells: int = 2
+    weights_resident: bool = True
+
+    def __post_init__(self) -> None:
+        if self.rows < 1 or self.cols < 1 or self.adc_bits < 1:
+            raise HwSimError("cim.rows, cim.cols and cim.adc_bits must be >= 1")
+        if self.block_rows < 1 or self.rows % self.block_rows:
+            raise HwSimError("cim.block_rows must divide cim.rows")
+        if self.ternary_cells not in (1, 2):
+            raise HwSimError("cim.ternary_cells must be 1 (ternary cell) or 2 (binary cells)")
+        if self.cols % self.ternary_cells:
+            raise HwSimError("cim.cols must be a multiple of cim.ternary_cells")
+
+
+@dataclass(frozen=True)
+class Tech:
+    """A resolved technology table."""
+
+    name: str
+    energy_pj: dict[str, float]
+    sources: dict[str, str]
+    sram_levels: tuple[tuple[float, float], ...]  # (capacity KiB, pJ per 64-bit access)
+    dram_pj: float
+    buffer: BufferModel
+    cim: CimConfig
+    activation_sparsity: float
+    raw: dict
+
+    def sram_pj(self, capacity_kib: float) -> float:
+        """pJ per 64-bit access of a buffer: smallest listed capacity >= its size."""
+        for capacity, pj in self.sram_levels:
+            if capacity_kib <= capacity:
+                return pj
+        return self.sram_levels[-1][1]
+
+    def action_pj(self, action: str) -> float:
+        """Energy of one action; memory actions resolve through the buffer model."""
+        if action == "sram_weight":
+            return self.sram_pj(self.buffer.weight_sram_kib)
+        if action == "sram_act":
+            return self.sram_pj(self.buffer.act_sram_kib)
+        if action == "dram":
+            return self.dram_pj
+        if action == "adc_conversion":
+            return self.energy_pj["adc_fom"] * 2**self.cim.adc_bits
+        try:
+            return self.energy_pj[action]
+        except KeyError:
+            raise HwSimError(
+                f"technology table {self.name!r} has no energy for {action!r}"
+            ) from None
+
+    def table(self) -> dict:
+        """JSON-ready summary: every energy used, with its source."""
+        return {
+            "name": self.name,
+            "energy_pj": dict(self.energy_pj),
+            "sources": dict(self.sources),
+            "sram_read_64b_pj": [{"capacity_kib": c, "value": v} for c, v in self.sram_levels],
+            "dram_access_64b_pj": self.dram_pj,
+            "buffer": self.buffer.__dict__.copy(),
+            "cim": self.cim.__dict__.copy(),
+            "activation_sparsity": self.activation_sparsity,
+        }
+
+
+def _read_file(path: str | os.PathLike) -> dict:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise HwSimError(f"technology file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        data = json.loads(text) if path.lower().endswith(".json") else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HwSimError(f"cannot parse technology file {path}: {first}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise HwSimError(f"technology file {path} must hold a mapping at top level")
+    return data
+
+
+def _merge(base: dict, override: dict, where: str = "") -> dict:
+    """Deep-merge ``override`` into a copy of ``base``; unknown keys raise."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        path = f"{where}{key}"
+        if key not in base:
+            raise HwSimError(f"technology override: unknown key {path!r}")
+        if path == "energy_pj":
+            if not isinstance(value, dict):
+                raise HwSimError("technology override: energy_pj must be a mapping")
+            for action, entry in value.items():
+                if action not in base[key]:
+                    raise HwSimError(f"technology override: unknown energy entry {action!r}")
+                if not isinstance(entry, dict):
+                    entry = {"value": entry}
+                out[key][action] = {"source": "override", **entry}
+        elif isinstance(base[key], dict) and isinstance(value, dict):
+            out[key] = _merge(base[key], value, f"{path}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _number(value, what: str) -> float:
+    if isinstance(value, dict):
+        value = value.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise HwSimError(f"technology entry {what} must be a finite number, got {value!r}")
+    if value < 0:
+        raise HwSimError(f"technology entry {what} must be >= 0, got {value}")
+    return float(value)
+
+
+def _build(raw: dict) -> Tech:
+    try:
+        energy = {k: _number(v, f"energy_pj.{k}") for k, v in raw["energy_pj"].items()}
+        sources = {
+            k: v.get("source", "") if isinstance(v, dict) else ""
+            for k, v in raw["energy_pj"].items()
+        }
+        levels = sorted(
+            (
+                _number(e["capacity_kib"], "sram capacity"),
+                _number(e, "sram_read_64b_pj"),
+            )
+            for e in raw["sram_read_64b_pj"]
+        )
+        if not levels:
+            raise HwSimError("technology entry sram_read_64b_pj needs at least one level")
+        dram = _number(raw["dram_access_64b_pj"], "dram_access_64b_pj")
+        buffer = BufferModel(**raw["buffer"])
+        cim = CimConfig(**raw["accelerators"]["cim"])
+        sparsity = _number(
+            raw["accelerators"]["zeroskip"]["activation_sparsity"], "activation_sparsity"
+        )
+    except (KeyError, TypeError) as exc:
+        raise HwSimError(f"malformed technology table: {type(exc).__name__}: {exc}") from None
+    if not 0.0 <= sparsity < 1.0:
+        raise HwSimError("accelerators.zeroskip.activation_sparsity must be in [0, 1)")
+    return Tech(
+        name=str(raw.get("name", "custom")),
+        energy_pj=energy,
+        sources=sources,
+        sram_levels=tuple(levels),
+        dram_pj=dram,
+        buffer=buffer,
+        cim=cim,
+        activation_sparsity=sparsity,
+        raw=raw,
+    )
+
+
+def load_tech(override: str | os.PathLike | dict | Tech | None = None) -> Tech:
+    """The default table, optionally overridden by a YAML/JSON file or a dict."""
+    if isinstance(override, Tech):
+        return override
+    raw = _read_file(DEFAULT_TECH)
+    if override is not None:
+        data = override if isinstance(override, dict) else _read_file(override)
+        raw = _merge(raw, data)
+        if "name" not in data:
+            raw["name"] = f"{raw['name']}+override"
+    return _build(raw)
