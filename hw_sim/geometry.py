@@ -83,6 +83,10 @@ def entropy_bits(values: np.ndarray) -> float:
     """Empirical entropy (bits/symbol) of the values of a quantized kernel."""
     if values.size == 0:
         return 0.0
-    _, counts = np.unique(values, return_counts=True)
+    if values.dtype.kind == "i" and values.min() >= -1 and values.max() <= 1:
+        counts = np.bincount((values.ravel() + 1).astype(np.intp), minlength=3)
+        counts = counts[counts > 0]
+    else:
+        _, counts = np.unique(values, return_counts=True)
     p = counts / counts.sum()
     return float(-(p * np.log2(p)).sum())

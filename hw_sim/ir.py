@@ -142,6 +142,9 @@ class Op:
         if self.kind not in OP_KINDS:
             raise HwSimError(f"op {self.name!r}: unknown kind {self.kind!r}")
         self.output_shape = tuple(int(d) for d in self.output_shape)
+        for precision in (self.act_precision, self.out_precision, self.weight_precision):
+            if precision is not None and precision not in PRECISIONS:
+                raise HwSimError(f"op {self.name!r}: unknown precision {precision!r}")
         if self.kind in ("conv2d", "dense") and self.weights is None:
             raise HwSimError(f"op {self.name!r}: a {self.kind} needs weights")
         if self.kind == "activation" and self.activation not in ACTIVATIONS:
