@@ -85,7 +85,8 @@ def encode_ans(tensors: list[tuple[np.ndarray, list[int]]]) -> tuple[bytes, list
             coder.encode_reverse(symbols, categorical_model(counts))
         bits[i] = float(coder.num_valid_bits() - before)
     data = np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
-    bits[0] += 8 * len(data) - sum(bits) if bits else 0.0
+    if bits:
+        bits[0] += 8 * len(data) - sum(bits)
     return data, bits
 
 

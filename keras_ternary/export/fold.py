@@ -258,9 +258,9 @@ def inference_model(model: tf.keras.Model, fold_bn: bool = True) -> InferenceGra
                 qname = f"{e['name']}_input_quantizer"
                 new_layers.append(
                     {
-                        "module": None,
+                        "module": QuantizerLayer.__module__,
                         "class_name": "QuantizerLayer",
-                        "registered_name": None,
+                        "registered_name": tf.keras.utils.get_registered_name(QuantizerLayer),
                         "name": qname,
                         "config": {"name": qname, "quantizer": lq.quantizers.serialize(input_q)},
                         "inbound_nodes": copy.deepcopy(e["inbound_nodes"]),

@@ -256,6 +256,15 @@ def to_tflite(
     Returns:
         A :class:`TFLiteExport` with the per-kernel storage checks.
     """
+    if mode not in MODES:
+        raise ExportError(f"mode must be one of {MODES}, got {mode!r}")
+    if isinstance(representative_data, np.ndarray):
+        want = tuple(model.input_shape[1:])
+        if representative_data.ndim != len(want) + 1 or representative_data.shape[1:] != want:
+            raise ExportError(
+                f"representative_data has shape {representative_data.shape}, "
+                f"the model expects (N, {', '.join(str(d) for d in want)})"
+            )
     graph = inference_model(model, fold_bn=fold_bn)
     fold_diff = None
     if representative_data is not None and isinstance(representative_data, np.ndarray):

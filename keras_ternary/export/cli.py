@@ -1,0 +1,167 @@
+"""``python -m keras_ternary export MODEL --to tflite|packed ...``: the export subcommand.
+
+Registered by the main CLI through :func:`add_parser` / :func:`run`. Every failure is one
+line on stderr and a non-zero exit status; output files are written atomically.
+
+``--representative`` (int8 only) chooses the calibration images:
+
+* ``N`` — the first N CIFAR-10 training images, found by :mod:`keras_ternary.data`
+  (``$KERAS_TERNARY_CIFAR10_DIR`` or the default locations), normalised as in training;
+* ``DIR`` — the CIFAR-10 binary directory ``DIR`` (first 1000 training images);
+* ``FILE.npy`` — an array ``(N, H, W, C)`` of model inputs, used as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+__all__ = ["add_parser", "load_representative", "run"]
+
+DEFAULT_REPRESENTATIVE = 500
+DIR_IMAGES = 1000
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``export`` subcommand to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "export",
+        help="export a trained model to .tflite or to the packed ternary format",
+        description="Export a trained Keras model (.h5 / .keras / SavedModel) for deployment.",
+    )
+    p.add_argument("model", metavar="MODEL", help="trained Keras model file")
+    p.add_argument("--to", required=True, choices=("tflite", "packed"), help="output format")
+    p.add_argument("--out", required=True, metavar="PATH", help="output file")
+    p.add_argument(
+        "--mode", default="int8", choices=("int8", "float"), help="tflite: int8 (default) or float"
+    )
+    p.add_argument(
+        "--representative",
+        metavar="DIR|N|FILE.npy",
+        default=str(DEFAULT_REPRESENTATIVE),
+        help=f"int8 calibration data (default: first {DEFAULT_REPRESENTATIVE} CIFAR-10 images)",
+    )
+    p.add_argument(
+        "--io", default=None, choices=("int8", "float32"), help="int8 mode: input/output type"
+    )
+    p.add_argument(
+        "--coding", default="ans", choices=("ans", "2bit"), help="packed: entropy (ans) or 2-bit"
+    )
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def load_representative(spec: str, input_shape: tuple[int, ...]):
+    """Calibration inputs for ``--representative`` (see the module docstring)."""
+    import numpy as np
+
+    from keras_ternary.export.fold import ExportError
+
+    if spec.endswith(".npy"):
+        if not os.path.isfile(spec):
+            raise ExportError(f"representative file not found: {spec}")
+        x = np.load(spec, allow_pickle=False).astype(np.float32)
+    else:
+        from keras_ternary import data as kd
+
+        if spec.isdigit():
+            n = int(spec)
+            if n < 1:
+                raise ExportError("--representative N needs N >= 1")
+            arrays = kd.load_data("auto", train_size=n, test_size=1, download=False)
+        elif os.path.isdir(spec):
+            arrays = kd.take_subset(kd.load_cifar10_binary(spec), DIR_IMAGES, 1)
+        else:
+            raise ExportError(
+                f"--representative {spec!r} is neither a number, a directory nor a .npy file"
+            )
+        x = kd.normalize(arrays.x_train, arrays.mean, arrays.std).numpy()
+    if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != tuple(input_shape):
+        raise ExportError(
+            f"representative data has shape {x.shape}, the model expects (N, "
+            f"{', '.join(str(d) for d in input_shape)})"
+        )
+    return x
+
+
+def _load_model(path: str):
+    import tensorflow as tf
+
+    import keras_ternary  # noqa: F401  (custom objects)
+    from keras_ternary.export.fold import ExportError
+
+    if not os.path.exists(path):
+        raise ExportError(f"model file not found: {path}")
+    try:
+        return tf.keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for unreadable files
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise ExportError(f"cannot load model {path}: {first}") from exc
+
+
+def _export(args) -> dict:
+    from keras_ternary.export.packed import pack
+    from keras_ternary.export.tflite import to_tflite
+
+    model = _load_model(args.model)
+    if args.to == "packed":
+        report = pack(model, args.out, coding=args.coding)
+        if not args.json:
+            print(report.to_markdown())
+            print(
+                f"wrote {args.out}: {report.size_bytes} bytes, {report.bits_per_weight:.4f} "
+                f"bits/ternary weight (entropy {report.entropy:.4f})"
+            )
+        return report.to_dict()
+    data = None
+    if args.mode == "int8":
+        data = load_representative(args.representative, tuple(model.input_shape[1:]))
+    result = to_tflite(model, args.out, args.mode, data, io_dtype=args.io)
+    if not args.json:
+        exact = sum(k.exact for k in result.kernels)
+        print(
+            f"wrote {args.out}: {result.size_bytes} bytes ({args.mode}); "
+            f"{exact}/{len(result.kernels)} ternary kernels stored exactly; "
+            f"{len(result.folded)} batch-norms folded"
+        )
+    return result.to_dict()
+
+
+def run(args) -> int:
+    """Execute ``export`` with parsed ``args``; returns the process exit status."""
+    from keras_ternary.export.fold import ExportError
+    from keras_ternary.export.packed import PackedFormatError
+
+    if args.io is not None and args.mode != "int8":
+        print("error: --io applies to --mode int8 only", file=sys.stderr)
+        return 2
+    try:
+        report = _export(args)
+    except (ExportError, PackedFormatError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - keep the one-line contract for any failure
+        data_error = type(exc).__name__ == "DataError"
+        print(
+            f"error: {exc}" if data_error else f"error: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(json.dumps(report, default=str, indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point (``python -m keras_ternary.export.cli``) until registered."""
+    parser = argparse.ArgumentParser(prog="keras_ternary")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
