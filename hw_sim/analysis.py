@@ -13,7 +13,7 @@ from hw_sim.accelerators.common import LayerCount, count_aux
 from hw_sim.errors import HwSimError
 from hw_sim.geometry import dense_macs
 from hw_sim.ir import Graph
-from hw_sim.memory import consumer_map, layer_memory, tensor_storage_bits
+from hw_sim.memory import consumer_map, fused_tensors, layer_memory, tensor_storage_bits
 from hw_sim.technology import Tech, load_tech
 
 __all__ = ["analyze", "energy_pj", "profile", "to_graph"]
@@ -39,11 +39,12 @@ def analyze(graph: Graph, model: CountingModel, tech: Tech) -> dict:
     """Count every op of ``graph`` under ``model``; return per-layer rows and totals."""
     readers = consumer_map(graph)
     storage = tensor_storage_bits(graph, model, readers)
+    fused = fused_tensors(graph, readers, tech.buffer.fuse_elementwise)
     layers = []
     for op in graph.ops:
         lc = model.count_compute(op, graph, tech) if op.is_compute else LayerCount(mode=op.kind)
         count_aux(op, graph, lc, model)
-        mem = layer_memory(op, graph, lc, storage, readers, model, tech)
+        mem = layer_memory(op, graph, lc, storage, readers, model, tech, fused)
         n_w, n_zero = op.n_weights, op.n_zero_weights
         layers.append(
             {

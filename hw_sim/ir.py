@@ -14,7 +14,8 @@ Conventions
   kernel is ``weights * weight_scale`` (``weight_scale`` per output channel, or ``None``
   meaning 1). Other kernels are ``float32`` (``weight_precision == "float32"``).
 * Padding is explicit: ``(top, bottom, left, right)`` amounts, computed with TensorFlow's
-  ``'same'`` rule by :func:`same_padding`; padded positions hold ``pad_value``.
+  ``'same'`` rule by :func:`same_padding`; padded positions hold ``pad_value``, inserted
+  *after* the input quantizer (larq's ``QuantConv2D`` quantizes, then pads).
 * ``act_precision`` is the precision of the values the op actually consumes, i.e. after its
   ``input_quantizer`` if it has one; ``out_precision`` is that of the tensor it produces.
 

@@ -17,6 +17,8 @@ Buffer model (parameters under ``buffer:`` in the technology table; docs/hw_sim.
   once, otherwise (im2col) each output position's K-long patch. CIM keeps weights resident
   in the arrays (no weight traffic) and broadcasts each input to all column tiles.
 * Other ops read every input value and write every output value once.
+* With ``fuse_elementwise`` a tensor read only by a batch norm / activation is never stored
+  (see :func:`fused_tensors`).
 * If a layer's inputs plus output exceed the activation SRAM, its output is written to
   DRAM and read back once per consumer. The network input is read from DRAM and its
   outputs written to DRAM once.
@@ -31,7 +33,15 @@ from hw_sim.geometry import elements, entropy_bits, words
 from hw_sim.ir import Graph, Op
 from hw_sim.technology import Tech
 
-__all__ = ["consumer_map", "layer_memory", "tensor_storage_bits", "weight_storage_bits"]
+__all__ = [
+    "consumer_map",
+    "fused_tensors",
+    "layer_memory",
+    "tensor_storage_bits",
+    "weight_storage_bits",
+]
+
+_ELEMENTWISE = ("batchnorm", "activation")
 
 
 def consumer_map(graph: Graph) -> dict[str, list[Op]]:
@@ -41,6 +51,25 @@ def consumer_map(graph: Graph) -> dict[str, list[Op]]:
         for name in op.inputs:
             readers[name].append(op)
     return readers
+
+
+def fused_tensors(graph: Graph, readers: dict[str, list[Op]], enabled: bool = True) -> set[str]:
+    """Tensors never stored: the only reader is a batch norm / activation fused into the producer.
+
+    With ``buffer.fuse_elementwise`` a chain such as conv -> batch norm -> activation keeps
+    its intermediate values in the datapath; only the chain's last tensor is written.
+    """
+    if not enabled:
+        return set()
+    outputs = set(graph.outputs)
+    return {
+        op.name
+        for op in graph.ops
+        if op.kind != "input"
+        and op.name not in outputs
+        and len(readers[op.name]) == 1
+        and readers[op.name][0].kind in _ELEMENTWISE
+    }
 
 
 def tensor_storage_bits(
@@ -72,11 +101,18 @@ def layer_memory(
     readers: dict[str, list[Op]],
     model: CountingModel,
     tech: Tech,
+    fused: set[str] = frozenset(),
 ) -> dict:
-    """Bits and 64-bit accesses of one op; also adds the sram/dram actions to ``lc``."""
+    """Bits and 64-bit accesses of one op; also adds the sram/dram actions to ``lc``.
+
+    ``act_bits_in`` / ``act_bits_out`` are the tensors' sizes; traffic counts only tensors
+    that are stored (not in ``fused``).
+    """
     buf = tech.buffer
     out_bits = elements(op.output_shape) * storage[op.name]
     in_bits = sum(elements(graph.shape_of(n)) * storage[n] for n in op.inputs)
+    stored_out = 0 if op.name in fused else out_bits
+    stored_in = [elements(graph.shape_of(n)) * storage[n] for n in op.inputs if n not in fused]
     m = {
         "weight_bits_packed": 0,
         "weight_bits_entropy": 0.0,
@@ -84,7 +120,7 @@ def layer_memory(
         "act_bits_out": out_bits,
         "sram_weight_accesses": 0,
         "sram_act_reads": 0,
-        "sram_act_writes": words(out_bits),
+        "sram_act_writes": words(stored_out),
         "dram_reads": 0,
         "dram_writes": 0,
         "spills_to_dram": False,
@@ -104,17 +140,15 @@ def layer_memory(
             m["sram_weight_accesses"] = words(packed) + per_pass * passes
         groups = lc.details.get("act_fetch_groups", 1)
         if buf.window_reuse:
-            m["sram_act_reads"] = words(in_bits) * groups
+            m["sram_act_reads"] = sum(words(b) for b in stored_in) * groups
         else:
             patch = lc.details.get(
                 "act_words_per_position", words(op.fan_in * storage[op.inputs[0]])
             )
             m["sram_act_reads"] = op.output_positions * patch * groups
     else:
-        m["sram_act_reads"] = sum(
-            words(elements(graph.shape_of(n)) * storage[n]) for n in op.inputs
-        )
-    if in_bits + out_bits > buf.act_sram_kib * 8192:
+        m["sram_act_reads"] = sum(words(b) for b in stored_in)
+    if stored_out and sum(stored_in) + stored_out > buf.act_sram_kib * 8192:
         m["spills_to_dram"] = True
         m["dram_writes"] += words(out_bits)
         m["dram_reads"] += words(out_bits) * len(readers[op.name])

@@ -33,6 +33,7 @@ class BufferModel:
     pe_rows: int = 16
     pe_cols: int = 16
     window_reuse: bool = True
+    fuse_elementwise: bool = True
     weight_storage: str = "packed"
 
     def __post_init__(self) -> None:

@@ -244,3 +244,35 @@ def test_totals_are_sums_of_layers_and_all_matches_single():
         assert base["saving_x"] == pytest.approx(
             base["energy_pj"]["total"] / single["total"]["energy_pj"]["total"]
         )
+
+
+def test_elementwise_fusion_stores_only_the_chain_output():
+    w = np.ones((1, 1, 2, 2))
+    g = conv_graph(w, (2, 2, 2))
+    bn = Op(
+        "bn",
+        "batchnorm",
+        ["conv"],
+        (2, 2, 2),
+        gamma=np.ones(2),
+        beta=np.zeros(2),
+        moving_mean=np.zeros(2),
+        moving_variance=np.ones(2),
+    )
+    act = Op("act", "activation", ["bn"], (2, 2, 2), activation="hard_tanh")
+    g = Graph("chain", [*g.ops, bn, act], ["act"])
+    model = ACCELERATORS["zeroskip"]
+    fused = {r["name"]: r for r in analyze(g, model, TECH)["layers"]}
+    # conv output (int32, 8 values = 256 bits) and bn output stay in the datapath
+    assert fused["conv"]["sram_act_writes"] == 0 and fused["bn"]["sram_act_reads"] == 0
+    assert fused["bn"]["sram_act_writes"] == 0 and fused["act"]["sram_act_reads"] == 0
+    assert fused["act"]["sram_act_writes"] == 4 and fused["act"]["dram_writes"] == 4
+    plain_tech = load_tech({"buffer": {"fuse_elementwise": False}})
+    plain = {r["name"]: r for r in analyze(g, model, plain_tech)["layers"]}
+    assert plain["conv"]["sram_act_writes"] == 4 and plain["bn"]["sram_act_reads"] == 4
+    assert plain["bn"]["sram_act_writes"] == 4 and plain["act"]["sram_act_reads"] == 4
+    # compute and aux counts do not depend on the buffer model
+    for name in ("conv", "bn", "act"):
+        assert {k: v for k, v in fused[name]["actions"].items() if k in ("compute", "aux")} == {
+            k: v for k, v in plain[name]["actions"].items() if k in ("compute", "aux")
+        }
