@@ -33,9 +33,26 @@ def _parser() -> argparse.ArgumentParser:
         "accelerator models, against FP32, INT8 and binary baselines.",
     )
     p.add_argument("model", help="model file (.h5, .keras; .tflite once its loader exists)")
-    p.add_argument("--accelerator", default="bitwise", choices=ACCELERATOR_CHOICES)
-    p.add_argument("--tech", metavar="FILE", help="technology override (YAML or JSON)")
-    p.add_argument("--format", default="table", choices=FORMATS)
+    p.add_argument(
+        "--accelerator",
+        default="bitwise",
+        choices=ACCELERATOR_CHOICES,
+        help="accelerator model: bitwise (TAB-style bit-plane popcount), zeroskip (one add/sub "
+        "per nonzero ternary weight), cim (compute-in-memory crossbars), or all three "
+        "(default: %(default)s); FP32/INT8/binary baselines are always reported",
+    )
+    p.add_argument(
+        "--tech",
+        metavar="FILE",
+        help="YAML or JSON file overriding entries of the technology table "
+        "(default table: hw_sim/tech/horowitz45.yaml, Horowitz ISSCC 2014, 45 nm)",
+    )
+    p.add_argument(
+        "--format",
+        default="table",
+        choices=FORMATS,
+        help="report format: a per-layer table, JSON, or CSV (default: %(default)s)",
+    )
     p.add_argument("--out", metavar="FILE", help="write the report here instead of stdout")
     p.add_argument("--plot", metavar="FILE.png", help="energy breakdown per layer and component")
     return p
