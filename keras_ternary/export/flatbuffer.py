@@ -1,5 +1,9 @@
 """Read the weight tensors of a .tflite flatbuffer directly (no interpreter involved).
 
+Also adds / reads named metadata entries (the schema's ``Model.metadata``: a name and a
+buffer), which :func:`keras_ternary.export.to_tflite` uses to record what the source
+Keras model was (layer names, folded batch-norms, quantizers).
+
 Uses the generated TFLite schema module shipped with ``ai-edge-litert`` (or TensorFlow's copy)
 to list, for every convolution / fully-connected operator, its weight tensor: storage type,
 shape, raw stored values and quantization parameters. This is what is *in the file*, so it
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["WeightTensor", "read_weight_tensors", "schema"]
+__all__ = ["WeightTensor", "add_metadata", "read_metadata", "read_weight_tensors", "schema"]
 
 _NUMPY_TYPES = {
     "FLOAT32": np.float32,
@@ -93,11 +97,7 @@ def read_weight_tensors(tflite: bytes | str | os.PathLike) -> list[WeightTensor]
     Args:
         tflite: the flatbuffer bytes or a path to a .tflite file.
     """
-    if isinstance(tflite, bytes | bytearray):
-        buf = bytes(tflite)
-    else:
-        with open(tflite, "rb") as f:
-            buf = f.read()
+    buf = _read(tflite)
     s = schema()
     model = s.Model.GetRootAs(buf, 0)
     op_names = _names(s.BuiltinOperator)
@@ -139,3 +139,45 @@ def read_weight_tensors(tflite: bytes | str | os.PathLike) -> list[WeightTensor]
             )
         )
     return out
+
+
+def add_metadata(tflite: bytes, name: str, payload: bytes) -> bytes:
+    """Return ``tflite`` with a metadata entry ``name`` holding ``payload`` (replacing one)."""
+    import flatbuffers
+
+    s = schema()
+    model = s.ModelT.InitFromPackedBuf(bytearray(tflite), 0)
+    model.metadata = [m for m in (model.metadata or []) if _text(m.name) != name]
+    buffer = s.BufferT()
+    buffer.data = np.frombuffer(payload, np.uint8)
+    model.buffers.append(buffer)
+    entry = s.MetadataT()
+    entry.name = name
+    entry.buffer = len(model.buffers) - 1
+    model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(tflite) + len(payload) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def read_metadata(tflite: bytes | str | os.PathLike, name: str) -> bytes | None:
+    """The payload of metadata entry ``name``, or None if the model has none."""
+    buf = _read(tflite)
+    model = schema().Model.GetRootAs(buf, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if _text(entry.Name() or b"") == name:
+            data = _buffer_data(model, buf, entry.Buffer(), np.uint8)
+            return b"" if data is None else data.tobytes()
+    return None
+
+
+def _read(tflite: bytes | str | os.PathLike) -> bytes:
+    if isinstance(tflite, bytes | bytearray):
+        return bytes(tflite)
+    with open(tflite, "rb") as f:
+        return f.read()

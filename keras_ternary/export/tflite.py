@@ -16,6 +16,7 @@ every ternary kernel of the source model must be found, with values only in
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -24,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from keras_ternary.export.flatbuffer import WeightTensor, read_weight_tensors
-from keras_ternary.export.fold import ExportError, FoldedKernel, inference_model
+from keras_ternary.export.flatbuffer import WeightTensor, add_metadata, read_weight_tensors
+from keras_ternary.export.fold import ExportError, FoldedKernel, InferenceGraph, inference_model
 
 __all__ = [
     "Agreement",
@@ -33,7 +34,9 @@ __all__ = [
     "TFLiteExport",
     "check_ternary_kernels",
     "compare_with_keras",
+    "METADATA_NAME",
     "convert",
+    "export_metadata",
     "load_interpreter",
     "predict_tflite",
     "to_tflite",
@@ -41,6 +44,7 @@ __all__ = [
 ]
 
 MODES = ("int8", "float")
+METADATA_NAME = "keras_ternary.export"
 
 
 @dataclass
@@ -228,6 +232,54 @@ def check_ternary_kernels(
     return checks
 
 
+def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> dict:
+    """What the .tflite cannot say about its source model (stored as metadata, JSON).
+
+    ``layers``: per conv/dense layer of the source (in order): its kernel quantizer kind
+    and Δ, whether it had a bias, the batch-norm folded into it, that batch-norm's ε and
+    the output channels where its scale is negative (so that ``t`` can be recovered);
+    ``input``: the name of the model input; ``batchnorms``: the batch-norms that were kept.
+    """
+    import keras_ternary
+    from keras_ternary.stats import quantizer_kind
+
+    folded_into = {conv: bn for bn, conv in graph.folded.items()}
+    scales = {k.layer: k.scale for k in graph.kernels}
+    layers = []
+    for layer in graph.model.layers:
+        if type(layer).__name__ not in ("Conv1D", "Conv2D", "Conv3D", "Dense"):
+            continue
+        src = model.get_layer(layer.name)
+        q = getattr(src, "kernel_quantizer", None)
+        bn = folded_into.get(layer.name)
+        layers.append(
+            {
+                "name": layer.name,
+                "quantizer": quantizer_kind(q),
+                "delta": float(q.delta) if hasattr(q, "delta") else None,
+                "use_bias": bool(getattr(src, "use_bias", False)),
+                "folded_bn": bn,
+                "bn_epsilon": float(model.get_layer(bn).epsilon) if bn else None,
+                # output channels whose folded scale is negative (the sign moved into t)
+                "negative_channels": (
+                    np.flatnonzero(scales[layer.name] < 0).tolist()
+                    if bn and layer.name in scales
+                    else []
+                ),
+            }
+        )
+    kept = [x.name for x in graph.model.layers if isinstance(x, tf.keras.layers.BatchNormalization)]
+    return {
+        "version": 1,
+        "producer": f"keras-ternary {keras_ternary.__version__}",
+        "mode": mode,
+        "model_name": model.name,
+        "input": graph.model.input_names[0],
+        "layers": layers,
+        "batchnorms": kept,
+    }
+
+
 def to_tflite(
     model: tf.keras.Model,
     path: str | os.PathLike,
@@ -272,6 +324,8 @@ def to_tflite(
         ref = np.asarray(model(probe, training=False))
         fold_diff = float(np.max(np.abs(ref - np.asarray(graph.model(probe, training=False)))))
     data = convert(graph.model, mode, representative_data, io_dtype)
+    meta = json.dumps(export_metadata(model, graph, mode), separators=(",", ":"))
+    data = add_metadata(data, METADATA_NAME, meta.encode("utf-8"))
     checks = check_ternary_kernels(data, graph.kernels)
     bad = [c for c in checks if not c.exact]
     if strict and bad:
