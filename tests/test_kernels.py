@@ -122,14 +122,15 @@ def test_bit_dense_equals_integer_matmul(backend, act, weight, features):
     assert counts["macs"] == 5 * features * 11
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend,method", [(b, "csr") for b in BACKENDS] + [("numpy", "gemm")])
 @pytest.mark.parametrize("weight", ["ternary", "binary"])
 @pytest.mark.parametrize("case", range(len(GRID)))
-def test_addsub_int8_equals_integer_conv(backend, weight, case):
+def test_addsub_int8_equals_integer_conv(backend, method, weight, case):
     rng, xs, ws, strides, padding = conv_case(100 + case, *GRID[case])
     x = random_values(rng, xs, "int8")
+    x[0, 0, 0, :] = -127  # extreme values: every product at full magnitude
     w = random_values(rng, ws, weight)
-    acc, counts = addsub_conv2d(x, w, weight, strides, padding, 0.0, backend)
+    acc, counts = addsub_conv2d(x, w, weight, strides, padding, 0.0, backend, method)
     assert acc.dtype == np.int32
     np.testing.assert_array_equal(acc, reference_conv(x, w, strides, padding))
     total = (

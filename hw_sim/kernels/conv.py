@@ -14,6 +14,9 @@ data-dependent work of the call (totals over the batch, see docs/emulation.md).
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,10 +36,33 @@ __all__ = [
     "output_size",
     "pack_kernel",
     "patches",
+    "reset_phase_times",
     "valid_taps",
 ]
 
 _LOW = ("ternary", "binary")
+
+#: Integers up to this magnitude are exact in float32 (2^24).
+EXACT_FLOAT32 = 1 << 24
+
+#: Seconds spent per kernel phase since the last :func:`reset_phase_times` (benchmarks).
+PHASE_SECONDS: dict[str, float] = defaultdict(float)
+
+
+@contextmanager
+def _phase(name: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        PHASE_SECONDS[name] += time.perf_counter() - start
+
+
+def reset_phase_times() -> dict[str, float]:
+    """Return the accumulated phase times and start again from zero."""
+    out = dict(PHASE_SECONDS)
+    PHASE_SECONDS.clear()
+    return out
 
 
 def output_size(in_hw: tuple[int, int], kernel: tuple[int, int], strides, padding) -> tuple:
@@ -194,25 +220,28 @@ def bit_conv2d(
     x = np.asarray(x)
     _check_values(x, act)
     ho, wo = output_size((h, w), (kh, kw), strides, padding)
-    if act == "ternary":
-        sa, ma = pack_ternary(x)
-        sa = pad_planes(sa, padding, pad_fill("ternary", "sign", pad_value, c))
-        ma = pad_planes(ma, padding, pad_fill("ternary", "nonzero", pad_value, c))
-        ma = patches(ma, (kh, kw), strides, (0, 0, 0, 0), 0).reshape(b * ho * wo, -1)
+    with _phase("pack"):
+        if act == "ternary":
+            sa, ma = pack_ternary(x)
+            sa = pad_planes(sa, padding, pad_fill("ternary", "sign", pad_value, c))
+            ma = pad_planes(ma, padding, pad_fill("ternary", "nonzero", pad_value, c))
+        else:
+            fill_value = 1.0 if pad_value == 0 else pad_value  # 0 stored as +1, corrected below
+            sa = pad_planes(pack_binary(x), padding, pad_fill("binary", "sign", fill_value, c))
+            ma = None
+    with _phase("im2col"):
         sa = patches(sa, (kh, kw), strides, (0, 0, 0, 0), 0).reshape(b * ho * wo, -1)
-    else:
-        fill_value = 1.0 if pad_value == 0 else pad_value  # 0 is stored as +1, corrected below
-        sa = pad_planes(pack_binary(x), padding, pad_fill("binary", "sign", fill_value, c))
-        sa = patches(sa, (kh, kw), strides, (0, 0, 0, 0), 0).reshape(b * ho * wo, -1)
-        ma = None
-    if act == "ternary" and kernel.kind == "ternary":
-        acc = gemm.gemm_tt(ma, sa, kernel.nonzero, kernel.sign, backend)
-    elif act == "ternary":
-        acc = gemm.gemm_tb(ma, sa, kernel.sign, backend)
-    elif kernel.kind == "ternary":
-        acc = gemm.gemm_bt(sa, kernel.nonzero, kernel.sign, backend)
-    else:
-        acc = gemm.gemm_bb(sa, kernel.sign, kh * kw * c, backend)
+        if ma is not None:
+            ma = patches(ma, (kh, kw), strides, (0, 0, 0, 0), 0).reshape(b * ho * wo, -1)
+    with _phase("popcount gemm"):
+        if act == "ternary" and kernel.kind == "ternary":
+            acc = gemm.gemm_tt(ma, sa, kernel.nonzero, kernel.sign, backend)
+        elif act == "ternary":
+            acc = gemm.gemm_tb(ma, sa, kernel.sign, backend)
+        elif kernel.kind == "ternary":
+            acc = gemm.gemm_bt(sa, kernel.nonzero, kernel.sign, backend)
+        else:
+            acc = gemm.gemm_bb(sa, kernel.sign, kh * kw * c, backend)
     acc = acc.reshape(b, ho, wo, n)
     corrected = 0
     if act == "binary":
@@ -220,7 +249,8 @@ def bit_conv2d(
         if corr is not None:
             acc -= corr.astype(np.int32)[None]
             corrected = b * int(np.any(corr != 0, axis=-1).sum()) * n
-    counts = _bit_counts(kernel, act, ma, b * ho * wo, x, b, corrected)
+    with _phase("counts"):
+        counts = _bit_counts(kernel, act, ma, b * ho * wo, x, b, corrected)
     return acc, counts
 
 
@@ -265,10 +295,17 @@ def addsub_conv2d(
     padding=(0, 0, 0, 0),
     pad_value: float = 0.0,
     backend: str = "auto",
+    method: str = "auto",
 ) -> tuple[np.ndarray, dict]:
     """Zero-skipping add/subtract convolution of int8 or float activations ``(B, H, W, C)``.
 
     int8 inputs accumulate in ``int32`` (exact), float inputs in ``float32``.
+
+    ``method``: ``"csr"`` runs the add/subtract kernel itself (one add or subtract per
+    nonzero weight, per-tap lists of filters); ``"gemm"`` (int8 only) evaluates the same
+    integer sums with a float32 BLAS GEMM, which is *exact* because every operand and
+    every partial sum is an integer of magnitude ``<= 127·K < 2^24``; ``"auto"`` uses
+    ``"gemm"`` where that bound holds, else ``"csr"``. Counts do not depend on it.
     """
     if not isinstance(kernel, PackedKernel):
         kernel = pack_kernel(kernel, weight or ("ternary" if np.any(kernel == 0) else "binary"))
@@ -282,20 +319,39 @@ def addsub_conv2d(
     act_dtype, acc_dtype = (np.int8, np.int32) if integer else (np.float32, np.float32)
     x = x.astype(act_dtype, copy=False)
     ho, wo = output_size((h, w), (kh, kw), strides, padding)
-    cols = patches(x, (kh, kw), strides, padding, act_dtype(pad_value)).reshape(b * ho * wo, -1)
-    pos_ptr, pos_cols, neg_ptr, neg_cols = kernel.csr()
+    with _phase("im2col"):
+        cols = patches(x, (kh, kw), strides, padding, act_dtype(pad_value))
+        cols = cols.reshape(b * ho * wo, -1)
+    if method not in ("auto", "csr", "gemm"):
+        raise HwSimError(f"addsub_conv2d: unknown method {method!r}")
+    exact_gemm = integer and 127 * cols.shape[1] < EXACT_FLOAT32
+    if method == "gemm" and not exact_gemm:
+        raise HwSimError("addsub_conv2d: the GEMM method is exact only for int8 activations")
+    if method == "gemm" or (method == "auto" and exact_gemm):
+        with _phase("add/sub (exact GEMM)"):
+            ternary = kernel.values.reshape(-1, n).astype(np.float32)
+            out = (cols.astype(np.float32) @ ternary).astype(np.int32)
+    else:
+        with _phase("add/sub"):
+            out = _addsub_rows(cols, kernel, acc_dtype, backend)
+    with _phase("counts"):
+        counts = _addsub_counts(kernel, cols, (h, w), strides, padding, pad_value, x, b)
+    return out.reshape(b, ho, wo, n), counts
+
+
+def _addsub_rows(cols: np.ndarray, kernel: PackedKernel, acc_dtype, backend: str) -> np.ndarray:
+    """``(P, K)`` activation rows -> ``(P, N)``: Σ_{w=+1} a - Σ_{w=-1} a per filter."""
+    n = kernel.shape[-1]
     out = np.zeros((cols.shape[0], n), dtype=acc_dtype)
     if resolve(backend) == "numba":
-        compiled().addsub(cols, pos_ptr, pos_cols, neg_ptr, neg_cols, out)
-    else:
-        flat = kernel.values.reshape(-1, n)
-        for f in range(n):
-            plus, minus = np.flatnonzero(flat[:, f] == 1), np.flatnonzero(flat[:, f] == -1)
-            out[:, f] = cols[:, plus].sum(axis=1, dtype=acc_dtype) - cols[:, minus].sum(
-                axis=1, dtype=acc_dtype
-            )
-    counts = _addsub_counts(kernel, cols, (h, w), strides, padding, pad_value, x, b)
-    return out.reshape(b, ho, wo, n), counts
+        compiled().addsub(cols, *kernel.csr(), out)
+        return out
+    flat = kernel.values.reshape(-1, n)
+    for f in range(n):
+        plus, minus = np.flatnonzero(flat[:, f] == 1), np.flatnonzero(flat[:, f] == -1)
+        out[:, f] = cols[:, plus].sum(axis=1, dtype=acc_dtype)
+        out[:, f] -= cols[:, minus].sum(axis=1, dtype=acc_dtype)
+    return out
 
 
 def _addsub_counts(kernel, cols, in_hw, strides, padding, pad_value, x, batch) -> dict:
@@ -336,7 +392,8 @@ def mac_conv2d(x: np.ndarray, w: np.ndarray, strides=(1, 1), padding=(0, 0, 0, 0
     x = x.astype(np.float32, copy=False)
     cols = patches(x, (kh, kw), strides, padding, np.float32(pad_value))
     ho, wo = cols.shape[1:3]
-    out = cols.reshape(b * ho * wo, -1) @ w.reshape(-1, n).astype(np.float32)
+    with _phase("fp32 gemm"):
+        out = cols.reshape(b * ho * wo, -1) @ w.reshape(-1, n).astype(np.float32)
     counts = {
         "kernel": "mac",
         "variant": "fp32 MAC",

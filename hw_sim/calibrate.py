@@ -1,0 +1,89 @@
+"""int8 activation quantization and its calibration (float-activation models).
+
+Symmetric, per tensor, zero point 0: ``q = clip(rint(x / s), -127, 127)``, ``x ≈ s·q``.
+The scale ``s = bound / 127`` comes from
+
+1. a **static bound** when the tensor is the output of a bounded activation
+   (hard_tanh, tanh, sigmoid: 1; relu6: 6), possibly through max-pooling/flatten --
+   no data needed and nothing is clipped;
+2. otherwise **max-abs calibration**: the largest ``|x|`` of the tensor over a
+   calibration batch run through the emulator with float activations
+   (``percentile < 100`` uses that percentile of ``|x|`` instead, clipping outliers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw_sim.errors import HwSimError
+from hw_sim.ir import Graph
+
+__all__ = ["INT8_MAX", "STATIC_BOUNDS", "calibrate_scales", "quantize_int8", "static_bound"]
+
+INT8_MAX = 127
+
+#: Activations whose output range is known: |y| <= bound.
+STATIC_BOUNDS = {"hard_tanh": 1.0, "tanh": 1.0, "sigmoid": 1.0, "relu6": 6.0}
+
+_PASS_THROUGH = ("maxpool", "global_maxpool", "flatten")
+
+
+def quantize_int8(x: np.ndarray, scale: float) -> np.ndarray:
+    """``clip(rint(x / scale), -127, 127)`` as int8 (round half to even)."""
+    q = np.rint(np.asarray(x, dtype=np.float32) / np.float32(scale))
+    return np.clip(q, -INT8_MAX, INT8_MAX).astype(np.int8)
+
+
+def static_bound(graph: Graph, tensor: str) -> float | None:
+    """``max |x|`` of ``tensor`` known from the graph alone, or None."""
+    op = graph.op(tensor)
+    while op.kind in _PASS_THROUGH:
+        op = graph.op(op.inputs[0])
+    if op.kind == "activation" or op.is_compute:
+        return STATIC_BOUNDS.get(op.activation)
+    return None
+
+
+def calibrate_scales(
+    graph: Graph,
+    tensors: list[str],
+    x: np.ndarray | None,
+    percentile: float = 100.0,
+    backend: str = "auto",
+    batch_size: int = 64,
+) -> dict[str, dict]:
+    """int8 scale of each tensor: ``{name: {"scale", "bound", "method"}}``.
+
+    Tensors without a static bound are measured on ``x`` (the calibration images); a
+    tensor that is all zero there gets scale 1/127.
+    """
+    out: dict[str, dict] = {}
+    measure = []
+    for name in tensors:
+        bound = static_bound(graph, name)
+        if bound is None:
+            measure.append(name)
+        else:
+            out[name] = {"scale": bound / INT8_MAX, "bound": bound, "method": "static"}
+    if measure:
+        if x is None or len(x) == 0:
+            raise HwSimError(f"int8 activations of {', '.join(measure)} need calibration images")
+        from hw_sim.emulate import Emulator
+
+        emu = Emulator(graph, act_mode="float", backend=backend, fuse=False)
+        seen: dict[str, list[np.ndarray]] = {n: [] for n in measure}
+        for start in range(0, len(x), batch_size):
+            values = emu.forward(x[start : start + batch_size], capture=measure).captured
+            for name in measure:
+                seen[name].append(np.abs(values[name]).ravel())
+        for name in measure:
+            mags = np.concatenate(seen[name])
+            bound = float(mags.max() if percentile >= 100 else np.percentile(mags, percentile))
+            bound = bound if bound > 0 else 1.0
+            method = "max-abs" if percentile >= 100 else f"percentile {percentile:g}"
+            out[name] = {
+                "scale": bound / INT8_MAX,
+                "bound": bound,
+                "method": f"{method} over {len(x)} calibration images",
+            }
+    return out

@@ -1,0 +1,544 @@
+"""Bit-exact emulation of an IR graph on the accelerator kernels (docs/emulation.md).
+
+:func:`run` executes a :class:`hw_sim.ir.Graph` (or a model file / tf.keras model) on a
+batch and returns its logits, computing every quantized layer the way the accelerator
+would:
+
+* ternary/binary activations x ternary/binary kernels: bit-planes packed into 64-bit words
+  and a popcount GEMM, ``int32`` accumulators (:func:`hw_sim.kernels.bit_conv2d`);
+* float activations x ternary/binary kernels: activations quantized to int8
+  (:mod:`hw_sim.calibrate`) and one add/subtract per nonzero weight into an ``int32``
+  accumulator, zero activations skipped (``act_mode="int8"``), or fp32 adds
+  (``act_mode="float"``) (:func:`hw_sim.kernels.addsub_conv2d`);
+* float kernels (layers left unquantized): fp32 MACs.
+
+After the accumulator, a per-channel epilogue applies the int8 scale, the kernel's
+channel scale and bias, and the fused activation in float32; batch-norm, activations,
+residual additions and pooling run in float32 as a vector unit would. Where an integer
+accumulator reaches a ternary/sign quantizer only through per-channel monotone ops, the
+whole chain is folded into two integer comparisons per output
+(:mod:`hw_sim.kernels.threshold`) and never leaves the integer domain.
+
+Data-dependent counts (popcounts and words executed, adds executed, zero activations
+skipped) are collected per layer; :func:`emulation_report` sets them next to the analytic
+counts of :mod:`hw_sim.accelerators`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw_sim.calibrate import INT8_MAX, calibrate_scales, quantize_int8
+from hw_sim.errors import HwSimError
+from hw_sim.ir import Graph, Op, Quantizer
+from hw_sim.kernels.backend import resolve
+from hw_sim.kernels.conv import (
+    PackedKernel,
+    addsub_conv2d,
+    bit_conv2d,
+    mac_conv2d,
+    pack_kernel,
+    patches,
+    valid_taps,
+)
+from hw_sim.kernels.threshold import Thresholds, derive_thresholds
+
+__all__ = [
+    "ACT_MODES",
+    "EmulationResult",
+    "Emulator",
+    "add_cli_arguments",
+    "apply_quantizer",
+    "compare_with_keras",
+    "emulation_report",
+    "load_inputs",
+    "report_from_args",
+    "run",
+]
+
+ACT_MODES = ("auto", "int8", "float")
+_LOW = ("ternary", "binary")
+#: Activations that are non-decreasing: a chain of them keeps q(acc) a step function.
+MONOTONE = ("linear", "relu", "relu6", "hard_tanh", "tanh", "sigmoid")
+
+
+# ----------------------------------------------------------------------------- float ops
+def apply_quantizer(x: np.ndarray, q: Quantizer) -> np.ndarray:
+    """An activation quantizer's forward pass in float32, as the Keras layer computes it.
+
+    ``ternary`` (Eq. 5): ``sign(x)·1{|x| > Δ}``; ``ste_tern`` (larq):
+    ``sign(sign(x + Δ) + sign(x - Δ))``; ``sign``: ``+1`` if ``x >= 0`` else ``-1``.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if q.kind == "sign":
+        return np.where(x >= 0, 1, -1).astype(np.int8)
+    if q.twn:
+        raise HwSimError("a TWN input quantizer (Δ from each batch) cannot be emulated")
+    delta = np.float32(q.delta)
+    if q.kind == "ternary":
+        return (np.sign(x) * (np.abs(x) > delta)).astype(np.int8)
+    return np.sign(np.sign(x + delta) + np.sign(x - delta)).astype(np.int8)
+
+
+def activation(kind: str, x: np.ndarray) -> np.ndarray:
+    """Element-wise activation in float32."""
+    if kind == "linear":
+        return x
+    if kind == "relu":
+        return np.maximum(x, np.float32(0))
+    if kind == "relu6":
+        return np.clip(x, np.float32(0), np.float32(6))
+    if kind == "hard_tanh":
+        return np.clip(x, np.float32(-1), np.float32(1))
+    if kind == "tanh":
+        return np.tanh(x)
+    if kind == "sigmoid":
+        return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+    if kind == "softmax":
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    raise HwSimError(f"unsupported activation {kind!r}")
+
+
+def batchnorm(op: Op, x: np.ndarray) -> np.ndarray:
+    """Inference batch-norm as a per-channel affine: ``x·s + (β - μ·s)``, ``s = γ/√(σ²+ε)``."""
+    scale = (op.gamma / np.sqrt(op.moving_variance + np.float32(op.epsilon))).astype(np.float32)
+    shift = (op.beta - op.moving_mean * scale).astype(np.float32)
+    return (x * scale + shift).astype(np.float32, copy=False)
+
+
+def epilogue(op: Op, acc: np.ndarray, act_scale: float | None) -> np.ndarray:
+    """Accumulator -> float32 conv/dense output: int8 scale, channel scale, bias, activation."""
+    y = acc.astype(np.float32)
+    if act_scale is not None:
+        y *= np.float32(act_scale)
+    if op.weight_scale is not None:
+        y *= op.weight_scale.astype(np.float32)
+    if op.bias is not None:
+        y += op.bias.astype(np.float32)
+    return activation(op.activation, y)
+
+
+def _pool(op: Op, x: np.ndarray) -> np.ndarray:
+    if op.kind == "global_avgpool":
+        return x.mean(axis=(1, 2), dtype=np.float32)
+    if op.kind == "global_maxpool":
+        return x.max(axis=(1, 2))
+    fill = -np.inf if op.kind == "maxpool" else 0.0
+    cols = patches(x.astype(np.float32), op.pool_size, op.strides, op.padding, np.float32(fill))
+    if op.kind == "maxpool":
+        return cols.max(axis=(3, 4))
+    total = cols.sum(axis=(3, 4), dtype=np.float32)
+    if op.extra.get("count_include_pad", False):
+        return total / np.float32(op.pool_size[0] * op.pool_size[1])
+    valid = valid_taps(x.shape[1:3], op.pool_size, op.strides, op.padding).sum(axis=(2, 3))
+    return total / valid[None, :, :, None].astype(np.float32)
+
+
+def _elementwise(op: Op, inputs: list[np.ndarray]) -> np.ndarray:
+    if op.kind == "batchnorm":
+        return batchnorm(op, inputs[0])
+    if op.kind == "activation":
+        return activation(op.activation, inputs[0])
+    if op.kind == "add":
+        y = inputs[0].astype(np.float32)
+        for other in inputs[1:]:
+            y = y + other.astype(np.float32)
+        return y
+    if op.kind == "flatten":
+        return inputs[0].reshape(inputs[0].shape[0], -1)
+    if op.kind in ("maxpool", "avgpool", "global_avgpool", "global_maxpool"):
+        return _pool(op, inputs[0])
+    raise HwSimError(f"op {op.name!r}: cannot execute a {op.kind!r}")
+
+
+# ----------------------------------------------------------------------------- plans
+@dataclass
+class LayerPlan:
+    """How one conv2d/dense op runs: kernel, input form, and folded epilogue."""
+
+    op: Op
+    kernel: str  # "popcount", "addsub" or "mac"
+    act: str  # what the kernel consumes: "ternary", "binary", "int8" or "float32"
+    packed: PackedKernel | None = None
+    act_scale: float | None = None
+    chain: list[Op] = field(default_factory=list)
+    tail: str | None = None  # tensor the thresholds produce (chain end)
+    quantizer: Quantizer | None = None
+    thresholds: Thresholds | None = None
+
+    @property
+    def integer(self) -> bool:
+        """True when the accumulator is an exact integer."""
+        return self.kernel == "popcount" or (self.kernel == "addsub" and self.act == "int8")
+
+    @property
+    def bound(self) -> int:
+        """Largest ``|accumulator|`` the layer can produce."""
+        return self.op.fan_in * (INT8_MAX if self.act == "int8" else 1)
+
+    def describe(self) -> dict:
+        return {
+            "name": self.op.name,
+            "kernel": self.kernel,
+            "act": self.act,
+            "weight": self.op.weight_precision,
+            "act_scale": self.act_scale,
+            "thresholds": None
+            if self.thresholds is None
+            else {"folds": [c.name for c in self.chain], "output": self.tail},
+        }
+
+
+@dataclass
+class ForwardResult:
+    """One batch through the graph."""
+
+    outputs: list[np.ndarray]
+    accumulators: dict[str, np.ndarray]
+    captured: dict[str, np.ndarray]
+    counts: dict[str, dict]
+
+
+@dataclass
+class EmulationResult:
+    """Outputs of :meth:`Emulator.run` over all batches."""
+
+    outputs: dict[str, np.ndarray]
+    accumulators: dict[str, np.ndarray]
+    counts: dict[str, dict]
+    plans: list[dict]
+    act_mode: str
+    backend: str
+    scales: dict[str, dict]
+    images: int
+
+    @property
+    def logits(self) -> np.ndarray:
+        """The first graph output."""
+        return next(iter(self.outputs.values()))
+
+
+def _add_counts(total: dict, counts: dict) -> None:
+    for key, value in counts.items():
+        if isinstance(value, int | float | np.integer) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + int(value)
+        else:
+            total[key] = value
+
+
+class Emulator:
+    """A compiled emulation plan of one graph (see the module docstring).
+
+    Args:
+        graph: the IR.
+        act_mode: ``"int8"`` or ``"float"`` for float activations entering ternary/binary
+            kernels; ``"auto"``: ``"float"`` when the model quantizes its activations
+            elsewhere (a BNN/TNN keeps its first layer wide), else ``"int8"``.
+        scales: precomputed int8 scales ``{tensor: {"scale", ...}}`` (see
+            :func:`hw_sim.calibrate.calibrate_scales`).
+        calibration: images to calibrate int8 scales on; if None and some tensor needs
+            measuring, the first batch given to :meth:`run` is used (stated in the report).
+        backend: kernel back-end (``"auto"``, ``"numpy"``, ``"numba"``).
+        fuse: fold BN/activation/quantizer chains into integer thresholds.
+        percentile: calibration percentile of ``|x|`` (100 = max-abs).
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        act_mode: str = "auto",
+        scales: dict | None = None,
+        calibration: np.ndarray | None = None,
+        backend: str = "auto",
+        fuse: bool = True,
+        percentile: float = 100.0,
+    ):
+        if act_mode not in ACT_MODES:
+            raise HwSimError(f"act_mode must be one of {ACT_MODES}, got {act_mode!r}")
+        self.graph = graph
+        self.backend = resolve(backend)
+        self.fuse = fuse
+        self.percentile = percentile
+        if act_mode == "auto":
+            low = any(op.is_compute and op.act_precision in _LOW for op in graph.ops)
+            act_mode = "float" if low else "int8"
+        self.act_mode = act_mode
+        self.plans: dict[str, LayerPlan] = {}
+        for op in graph.ops:
+            if op.is_compute:
+                self.plans[op.name] = self._plan(op)
+        self.int8_tensors = sorted({p.op.inputs[0] for p in self.plans.values() if p.act == "int8"})
+        self.scales: dict[str, dict] = dict(scales or {})
+        self.skip: set[str] = set()
+        self._compiled = False
+        if calibration is not None or all(t in self.scales for t in self.int8_tensors):
+            self._compile(calibration)
+        #: wall-clock seconds by step of :meth:`forward` (kernel phases: PHASE_SECONDS)
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._remaining = {op.name: len(graph.consumers(op.name)) for op in graph.ops}
+
+    # -- planning
+    def _plan(self, op: Op) -> LayerPlan:
+        q = op.input_quantizer
+        if q is not None and q.twn:
+            raise HwSimError(f"op {op.name!r}: a TWN input quantizer cannot be emulated")
+        act = q.precision if q is not None else "float32"
+        if not op.is_quantized:
+            return LayerPlan(op, "mac", act)
+        kernel = op.weights if op.kind == "conv2d" else op.weights[None, None]
+        packed = pack_kernel(kernel, op.weight_precision)
+        if act in _LOW:
+            if op.pad_value not in (-1.0, 0.0, 1.0):
+                raise HwSimError(f"op {op.name!r}: pad value {op.pad_value} is not 0 or ±1")
+            return LayerPlan(op, "popcount", act, packed)
+        if self.act_mode == "int8":
+            if op.pad_value != 0:
+                raise HwSimError(f"op {op.name!r}: int8 activations need zero padding")
+            return LayerPlan(op, "addsub", "int8", packed)
+        return LayerPlan(op, "addsub", "float32", packed)
+
+    def _compile(self, calibration: np.ndarray | None) -> None:
+        missing = [t for t in self.int8_tensors if t not in self.scales]
+        if missing:
+            self.scales.update(
+                calibrate_scales(self.graph, missing, calibration, self.percentile, self.backend)
+            )
+        for plan in self.plans.values():
+            if plan.act == "int8":
+                plan.act_scale = float(self.scales[plan.op.inputs[0]]["scale"])
+        if self.fuse:
+            for plan in self.plans.values():
+                if plan.integer:
+                    self._fold(plan)
+        self._compiled = True
+
+    def _fold(self, plan: LayerPlan) -> None:
+        """Fold ``acc -> [BN | monotone activation]* -> quantizer`` into thresholds."""
+        graph = self.graph
+        if plan.op.activation not in MONOTONE:
+            return
+        chain: list[Op] = []
+        tensor = plan.op.name
+        while tensor not in graph.outputs:
+            consumers = graph.consumers(tensor)
+            nxt = consumers[0] if len(consumers) == 1 else None
+            if nxt is None or not (
+                nxt.kind == "batchnorm" or (nxt.kind == "activation" and nxt.activation in MONOTONE)
+            ):
+                break
+            chain.append(nxt)
+            tensor = nxt.name
+        consumers = graph.consumers(tensor)
+        if tensor in graph.outputs or not consumers:
+            return
+        quantizers = {c.input_quantizer for c in consumers if c.is_compute}
+        if len(consumers) != sum(c.is_compute for c in consumers) or len(quantizers) != 1:
+            return
+        (q,) = quantizers
+        if q is None:
+            return
+        plan.chain, plan.tail, plan.quantizer = chain, tensor, q
+
+        def fn(acc: np.ndarray) -> np.ndarray:
+            y = epilogue(plan.op, acc, plan.act_scale)
+            for op in chain:
+                y = _elementwise(op, [y])
+            return apply_quantizer(y, q)
+
+        plan.thresholds = derive_thresholds(fn, plan.op.out_channels, plan.bound)
+        self.skip.update(op.name for op in chain)
+
+    # -- execution
+    def _kernel(self, plan: LayerPlan, x: np.ndarray) -> tuple[np.ndarray, dict]:
+        op = plan.op
+        dense = op.kind == "dense"
+        w = plan.packed if plan.packed is not None else op.weights
+        geo = {"strides": op.strides, "padding": op.padding}
+        if dense:
+            x = x[:, None, None, :]
+            w = w if plan.packed is not None else w[None, None]
+            geo = {}
+        if plan.kernel == "popcount":
+            acc, counts = bit_conv2d(
+                x, w, plan.act, pad_value=op.pad_value, backend=self.backend, **geo
+            )
+        elif plan.kernel == "addsub":
+            acc, counts = addsub_conv2d(x, w, pad_value=op.pad_value, backend=self.backend, **geo)
+        else:
+            acc, counts = mac_conv2d(x, w, pad_value=op.pad_value, **geo)
+        if dense:
+            acc = acc.reshape(acc.shape[0], -1)
+        return acc, counts
+
+    def _input(self, plan: LayerPlan, values: dict, quantized: dict) -> np.ndarray:
+        name = plan.op.inputs[0]
+        q = plan.op.input_quantizer
+        if q is not None:
+            if name in quantized:
+                return quantized[name]
+            return apply_quantizer(values[name], q)
+        if plan.act == "int8":
+            return quantize_int8(values[name], plan.act_scale)
+        return values[name].astype(np.float32, copy=False)
+
+    def forward(self, x: np.ndarray, capture=(), keep_accumulators: bool = False) -> ForwardResult:
+        """Run one batch; ``capture`` names float tensors to return."""
+        if not self._compiled:
+            self._compile(x)
+        graph = self.graph
+        values: dict[str, np.ndarray] = {}
+        quantized: dict[str, np.ndarray] = {}
+        remaining = dict(self._remaining)
+        accumulators: dict[str, np.ndarray] = {}
+        captured: dict[str, np.ndarray] = {}
+        counts: dict[str, dict] = {}
+        keep = set(capture) | set(graph.outputs)
+        for op in graph.ops:
+            if op.name in self.skip:
+                continue
+            if op.kind == "input":
+                expect = tuple(op.output_shape)
+                if tuple(x.shape[1:]) != expect:
+                    raise HwSimError(f"inputs have shape {x.shape[1:]}, the model expects {expect}")
+                values[op.name] = np.asarray(x, dtype=np.float32)
+            elif op.is_compute:
+                plan = self.plans[op.name]
+                t0 = time.perf_counter()
+                x_in = self._input(plan, values, quantized)
+                t1 = time.perf_counter()
+                acc, counts[op.name] = self._kernel(plan, x_in)
+                t2 = time.perf_counter()
+                if keep_accumulators:
+                    accumulators[op.name] = acc
+                if plan.thresholds is not None:
+                    quantized[plan.tail] = plan.thresholds.apply(acc)
+                    counts[op.name]["threshold_compares"] = (
+                        acc.size * plan.thresholds.compares_per_output
+                    )
+                else:
+                    values[op.name] = epilogue(op, acc, plan.act_scale)
+                self.seconds["input quantization"] += t1 - t0
+                self.seconds[f"kernel: {plan.kernel}"] += t2 - t1
+                self.seconds["thresholds / epilogue"] += time.perf_counter() - t2
+            else:
+                t0 = time.perf_counter()
+                values[op.name] = _elementwise(op, [values[n] for n in op.inputs])
+                self.seconds["vector ops (BN, add, pool, ...)"] += time.perf_counter() - t0
+            for name in op.inputs:  # free tensors nobody reads any more
+                remaining[name] -= 1
+                if remaining[name] == 0 and name not in keep:
+                    values.pop(name, None)
+            if op.name in capture:
+                captured[op.name] = values[op.name]
+        outputs = [values[n] for n in graph.outputs]
+        return ForwardResult(outputs, accumulators, captured, counts)
+
+    def run(
+        self,
+        x: np.ndarray,
+        batch_size: int = 64,
+        keep_accumulators: bool = False,
+        progress: bool = False,
+        on_batch=None,
+    ) -> EmulationResult:
+        """Run all of ``x`` in batches; concatenate outputs, sum counts.
+
+        ``on_batch(x_batch, forward_result)`` is called after each batch (its accumulators
+        are filled when ``on_batch`` is given, without being kept for the result).
+        """
+        x = np.asarray(x)
+        if len(x) == 0:
+            raise HwSimError("no input images to emulate")
+        outs: dict[str, list] = {n: [] for n in self.graph.outputs}
+        accs: dict[str, list] = {}
+        counts: dict[str, dict] = {}
+        starts = range(0, len(x), batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, desc="emulate", unit="batch", leave=False)
+        for start in starts:
+            batch = x[start : start + batch_size]
+            res = self.forward(batch, keep_accumulators=keep_accumulators or on_batch is not None)
+            if on_batch is not None:
+                on_batch(batch, res)
+            if not keep_accumulators:
+                res.accumulators.clear()
+            for name, value in zip(self.graph.outputs, res.outputs, strict=True):
+                outs[name].append(value)
+            for name, value in res.accumulators.items():
+                accs.setdefault(name, []).append(value)
+            for name, c in res.counts.items():
+                _add_counts(counts.setdefault(name, {}), c)
+        return EmulationResult(
+            outputs={n: np.concatenate(v) for n, v in outs.items()},
+            accumulators={n: np.concatenate(v) for n, v in accs.items()},
+            counts=counts,
+            plans=[p.describe() for p in self.plans.values()],
+            act_mode=self.act_mode,
+            backend=self.backend,
+            scales=self.scales,
+            images=len(x),
+        )
+
+
+def _to_graph(model) -> Graph:
+    from hw_sim.analysis import to_graph
+
+    return to_graph(model)
+
+
+def run(model, x: np.ndarray, *, return_result: bool = False, batch_size: int = 64, **kwargs):
+    """Emulate ``model`` (Graph, model file or tf.keras model) on images ``x``.
+
+    Keyword arguments go to :class:`Emulator` (``act_mode``, ``scales``, ``calibration``,
+    ``backend``, ``fuse``, ``percentile``). Returns the logits ``(B, classes)``, or the
+    :class:`EmulationResult` (with per-layer counts) when ``return_result`` is True.
+    """
+    keep = kwargs.pop("keep_accumulators", False)
+    emu = Emulator(_to_graph(model), **kwargs)
+    result = emu.run(x, batch_size=batch_size, keep_accumulators=keep)
+    return result if return_result else result.logits
+
+
+# ----------------------------------------------------------------------------- reports / CLI
+def emulation_report(graph: Graph, result: EmulationResult, tech=None, **kwargs) -> dict:
+    """Per-layer measured counts next to the analytic ones (see :mod:`hw_sim.emulate_report`)."""
+    from hw_sim.emulate_report import emulation_report as _report
+
+    return _report(graph, result, tech, **kwargs)
+
+
+def compare_with_keras(
+    model, emulator: Emulator, x: np.ndarray, batch_size: int = 64, progress: bool = False
+):
+    """``(agreement, EmulationResult)`` of Keras vs the emulator (:mod:`hw_sim.emulate_report`)."""
+    from hw_sim.emulate_report import compare_with_keras as _compare
+
+    return _compare(model, emulator, x, batch_size, progress)
+
+
+def load_inputs(inputs: str | None, data_dir: str | None, n: int):
+    """``(x, y or None, description)`` from an .npz or a CIFAR-10 binary directory."""
+    from hw_sim.emulate_report import load_inputs as _load
+
+    return _load(inputs, data_dir, n)
+
+
+def add_cli_arguments(parser) -> None:
+    """Add ``--emulate N [--inputs FILE.npz | --data-dir DIR]`` and options to a parser."""
+    from hw_sim.emulate_report import add_cli_arguments as _add
+
+    _add(parser)
+
+
+def report_from_args(args, graph: Graph, model_path: str | None, tech=None) -> dict | None:
+    """The ``emulation`` section of a profile report for parsed CLI ``args`` (None if off)."""
+    from hw_sim.emulate_report import report_from_args as _from_args
+
+    return _from_args(args, graph, model_path, tech)
