@@ -190,9 +190,12 @@ def load_cifar10_tfds(data_dir: str | None = None, download: bool = True) -> Arr
             raise DataError(f"tensorflow-datasets has no prepared cifar10 in {builder.data_dir}")
         arrays = {}
         for split in ("train", "test"):
-            ds = builder.as_dataset(split=split, as_supervised=True, batch_size=-1)
-            images, labels = tfds.as_numpy(ds)
-            arrays[split] = (np.asarray(images, np.uint8), np.asarray(labels, np.int32))
+            ds = builder.as_dataset(split=split, as_supervised=True).batch(4096)
+            batches = list(tfds.as_numpy(ds))
+            arrays[split] = (
+                np.concatenate([b[0] for b in batches]).astype(np.uint8),
+                np.concatenate([b[1] for b in batches]).astype(np.int32),
+            )
     except DataError:
         raise
     except Exception as exc:  # network, disk or format errors from TFDS

@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,9 @@ def atomic_save_model(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".h5", dir=path.parent)
     os.close(fd)
     try:
-        model.save(tmp, save_format="h5", include_optimizer=include_optimizer)
+        with warnings.catch_warnings():  # HDF5 is deliberate: one file, atomically replaced
+            warnings.filterwarnings("ignore", message=".*HDF5 file via `model.save\\(\\)`")
+            model.save(tmp, save_format="h5", include_optimizer=include_optimizer)
         if state is not None:
             with h5py.File(tmp, "a") as handle:
                 handle.attrs[STATE_ATTR] = json.dumps(state)

@@ -1,0 +1,528 @@
+"""``python -m keras_ternary``: train, sweep, report and the offline quick start.
+
+Subcommands live in a small registry: :func:`register_subcommand` adds one (name, help,
+a function adding its arguments, a function running it). Modules named in
+:data:`EXTENSION_MODULES` are imported by :func:`main` if they exist; such a module either
+calls :func:`register_subcommand` when imported, or defines ``add_parser(subparsers)`` that
+adds its own subparser with ``set_defaults(func=run)`` (``run(args)`` returns the exit status),
+as ``keras_ternary.export.cli`` does for ``export``.
+
+Every error a user can cause (bad option, bad config, missing data, unusable run directory)
+ends in one ``error: ...`` line on stderr and exit status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+__all__ = ["EXTENSION_MODULES", "SUBCOMMANDS", "CliError", "main", "register_subcommand"]
+
+#: Modules imported by :func:`main` (when present) so that they can register subcommands.
+EXTENSION_MODULES: tuple[str, ...] = ("keras_ternary.export.cli",)
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """A subcommand: ``add_arguments(parser)`` declares options, ``run(args)`` returns a status."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str | None = None
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+#: ``add_parser(subparsers)`` functions of extension modules (see the module docstring).
+PARSER_HOOKS: list[Callable[[argparse._SubParsersAction], object]] = []
+
+
+def register_subcommand(
+    name: str,
+    help: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int],
+    description: str | None = None,
+) -> None:
+    """Add (or replace) a subcommand of ``python -m keras_ternary``."""
+    SUBCOMMANDS[name] = Subcommand(name, help, add_arguments, run, description)
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line (plus a pointer to --help), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
+# --------------------------------------------------------------------------- shared options
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _add_run_control(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=2,
+        help="Keras output: 0 silent, 1 progress bar, 2 one line per epoch (default). A summary "
+        "line with Δ, sparsity and entropy is always printed after each epoch.",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=_positive_float,
+        metavar="MINUTES",
+        help="stop at the end of the first epoch that ends after MINUTES minutes; the run stays "
+        "resumable (use it to split long runs across sessions)",
+    )
+
+
+#: (option, config key, type, help) for the shortcuts of ``train`` (and ``--set`` for the rest).
+_TRAIN_SHORTCUTS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
+    ("--name", "name", str, "run name (default run directory: runs/NAME)"),
+    ("--out", "out_dir", str, "run directory (default: runs/<name>)"),
+    ("--quantizer", "model.quantizer", str, "kernel quantizer: ternary, binary or float"),
+    ("--regime", "ternary.regime", str, "Δ regime f of Eq. 7: fixed, linear, square, exp, log"),
+    ("--delta0", "ternary.delta0", float, "initial threshold Δ0 (> 0)"),
+    ("--multiplier", "ternary.multiplier", float, "growth multiplier M of Eq. 7 (>= 0)"),
+    ("--delta-max", "ternary.delta_max", float, "cap Δf of Eq. 7 (Δ0 < Δf < 1)"),
+    ("--inflation", "model.inflation", int, "ResNet-20* width multiplier k (paper: 5)"),
+    ("--epochs", "epochs", int, "number of epochs of this run (paper: 500)"),
+    (
+        "--paper-epochs",
+        "paper_epochs",
+        float,
+        "span of the paper's epoch axis the run replays: Δ and the learning rate follow the "
+        "paper's epoch (paper_epochs/epochs)·t at our epoch t (default 500)",
+    ),
+    ("--batch-size", "batch_size", int, "batch size (paper: 256)"),
+    ("--seed", "seed", int, "random seed of weights, shuffling and augmentation"),
+    ("--data", "data.source", str, "data source: auto, cifar10_dir, tfds or shapes10"),
+    (
+        "--data-dir",
+        "data.dir",
+        str,
+        "directory with the CIFAR-10 binary files "
+        "(itself or its cifar-10-batches-bin/ subdirectory)",
+    ),
+    ("--tfds-dir", "data.tfds_dir", str, "tensorflow-datasets data directory"),
+    ("--train-size", "data.train_size", int, "use only the first N training images"),
+    ("--test-size", "data.test_size", int, "use only the first N test images"),
+)
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML or TOML run config: a path or a shipped name such as 'reduced/base' "
+        "(see `configs`); default: the paper's recipe (ternary, log regime, k = 5, 500 epochs)",
+    )
+    group = parser.add_argument_group("overrides (applied after --config)")
+    for option, key, kind, text in _TRAIN_SHORTCUTS:
+        group.add_argument(
+            option,
+            dest=f"o_{key}",
+            type=kind,
+            metavar=key.split(".")[-1].upper(),
+            help=f"{text} [{key}]",
+        )
+    group.add_argument(
+        "--per-step",
+        dest="o_per_step",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="advance Δ and the learning rate every step on the paper's axis instead of every "
+        "epoch [per_step]",
+    )
+    group.add_argument(
+        "--download",
+        dest="o_data.download",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let tensorflow-datasets download CIFAR-10 when --data tfds [data.download]",
+    )
+    group.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other config key, dotted, value parsed as YAML, e.g. --set "
+        "snapshot_epochs=[50,100] --set model.quantize_first_last=false (repeatable)",
+    )
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    out = []
+    for name, value in vars(args).items():
+        if name.startswith("o_") and value is not None:
+            out.append(f"{name[2:]}={_yaml_value(value)}")
+    return out + list(args.set)
+
+
+def _yaml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        import json
+
+        return json.dumps(value)  # a JSON string is a YAML string
+    return repr(value)
+
+
+# --------------------------------------------------------------------------- train
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_train_options(parser)
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        metavar="RUN_DIR",
+        help="continue a stopped run from its last checkpoint (same Δ schedule, learning rate "
+        "and data order). Give the run directory, or use it with the --config/--out of the run",
+    )
+    parser.add_argument(
+        "--stop-after",
+        type=_positive_int,
+        metavar="N",
+        help="stop after N epochs in this invocation (resumable)",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved configuration as YAML and exit without training",
+    )
+    _add_run_control(parser)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from keras_ternary.config import dump_yaml, load_config
+    from keras_ternary.training import load_run_config, train
+
+    overrides = _overrides(args)
+    if isinstance(args.resume, str):
+        if args.config or overrides:
+            raise CliError("--resume RUN_DIR takes the run's stored config; drop other options")
+        config = load_run_config(args.resume)
+        config.out_dir = args.resume
+    else:
+        config = load_config(args.config, overrides)
+    if args.print_config:
+        print(dump_yaml(config), end="")
+        return 0
+    result = train(
+        config,
+        resume=bool(args.resume),
+        stop_after=args.stop_after,
+        time_limit=None if args.time_limit is None else 60.0 * args.time_limit,
+        verbose=args.verbose,
+    )
+    print(f"run directory: {result.run_dir} ({result.status}, {result.epochs_done} epochs)")
+    return 0
+
+
+# --------------------------------------------------------------------------- quickstart
+def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        default="runs/quickstart",
+        help="run directory (default: runs/quickstart); an existing finished one is replaced",
+    )
+    parser.add_argument("--epochs", type=_positive_int, help="epochs (default 6)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the quickstart config (see `configs quickstart`), e.g. "
+        "--set data.train_size=500 (repeatable)",
+    )
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="Keras output: 0 silent, 1 progress bar (default), 2 one line per epoch",
+    )
+
+
+def _run_quickstart(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    from keras_ternary.config import load_config
+    from keras_ternary.training import CONFIG_FILE, train
+
+    overrides = [f"out_dir={_yaml_value(args.out)}"]
+    if args.epochs:  # keep our epoch = the paper's epoch
+        overrides += [f"epochs={args.epochs}", f"paper_epochs={args.epochs}"]
+    config = load_config("quickstart", [*overrides, *args.set])
+    out = Path(args.out)
+    if out.exists() and (out / CONFIG_FILE).is_file():
+        shutil.rmtree(out)  # quickstart always starts afresh in its own run directory
+    print(
+        "keras-ternary quick start: ResNet-20 (k = 1) with ternary weights and the logarithmic "
+        "Δ regime\n(Δ0 = 0.1, M = 1.9, Δf = 0.9) on SHAPES-10, a small generated data set "
+        "(not CIFAR-10), offline on the CPU.\n"
+    )
+    result = train(config, verbose=args.verbose)
+    summary = result.summary or {}
+    print(
+        f"\nbest test accuracy {100 * summary.get('best_val_accuracy', 0):.1f}% at epoch "
+        f"{summary.get('best_epoch')}, final sparsity {100 * summary.get('final_sparsity', 0):.1f}%"
+        f", entropy {summary.get('final_entropy') or 0:.3f} bits/weight\n"
+        f"run directory: {result.run_dir} (history.csv, model.h5, ternary_stats.json, ...)"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- sweep
+def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "sweep",
+        help="sweep file (YAML/TOML with base/set/runs/grid) or shipped name, e.g. paper/table1 "
+        "or reduced/reproduce (see `configs`)",
+    )
+    parser.add_argument(
+        "--out-root", default="runs", help="runs go to OUT_ROOT/<sweep>/<run> (default: runs)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="directory with the CIFAR-10 binary files, for every run [data.dir]",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override applied to every run (repeatable), e.g. --set epochs=2",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only the runs whose name contains TEXT (repeatable)",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list the runs and their status, then exit"
+    )
+    parser.add_argument(
+        "--stop-on-error",
+        action="store_true",
+        help="stop the sweep at the first failing run (default: report it and go on)",
+    )
+    _add_run_control(parser)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from keras_ternary.sweep import load_sweep, run_sweep
+    from keras_ternary.training import run_status
+
+    overrides = list(args.set)
+    if args.data_dir:
+        overrides.append(f"data.dir={_yaml_value(args.data_dir)}")
+    name, runs = load_sweep(args.sweep, args.out_root, overrides)
+    if args.only:
+        runs = [r for r in runs if any(text in r.name for text in args.only)]
+        if not runs:
+            raise CliError(f"no run of sweep {name} matches --only {' '.join(args.only)}")
+    if args.list:
+        for run in runs:
+            print(f"{run_status(run.config.run_dir):9s} {run.config.run_dir}")
+        return 0
+    result = run_sweep(
+        runs,
+        time_limit=None if args.time_limit is None else 60.0 * args.time_limit,
+        verbose=args.verbose,
+        keep_going=not args.stop_on_error,
+    )
+    return 1 if result.failed else 0
+
+
+# --------------------------------------------------------------------------- report
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "roots",
+        nargs="+",
+        metavar="RUNS_DIR",
+        help="directories searched (recursively) for run directories",
+    )
+    parser.add_argument(
+        "--out", default="report", help="output directory for PNGs and Markdown (default: report)"
+    )
+    parser.add_argument(
+        "--include-partial",
+        action="store_true",
+        help="also use unfinished runs (metrics from their history so far)",
+    )
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from keras_ternary.report import write_report
+
+    for root in args.roots:
+        if not Path(root).is_dir():
+            raise CliError(f"{root} is not a directory")
+    result = write_report(args.roots, args.out, args.include_partial)
+    print(f"{result.n_runs} run(s); wrote {len(result.written)} file(s) to {args.out}")
+    for name, reason in result.skipped.items():
+        print(f"skipped {name}: {reason}")
+    return 0
+
+
+# --------------------------------------------------------------------------- configs
+def _configs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", help="print this shipped config instead of listing")
+
+
+def _run_configs(args: argparse.Namespace) -> int:
+    from keras_ternary.config import resolve_config_path, shipped_config_dir
+
+    root = shipped_config_dir()
+    if args.name:
+        print(resolve_config_path(args.name).read_text(), end="")
+        return 0
+    for path in sorted(root.rglob("*.yaml")):
+        first = next((ln for ln in path.read_text().splitlines() if ln.startswith("#")), "")
+        print(f"{path.relative_to(root).with_suffix('')!s:28s} {first.lstrip('# ')}")
+    return 0
+
+
+register_subcommand(
+    "train",
+    "train one configuration into a run directory",
+    _train_arguments,
+    _run_train,
+    description="Train ResNet-20* with the paper's recipe (Adam, LR 5e-3 → 1e-5, batch 256, "
+    "Δ regime of Eq. 7) into a run directory holding history.csv, TensorBoard logs, last/best "
+    "checkpoints, model.h5, ternary_stats.json and summary.json.",
+)
+register_subcommand(
+    "quickstart",
+    "offline demo: ternary ResNet-20 on generated data in a few minutes",
+    _quickstart_arguments,
+    _run_quickstart,
+    description="Train ResNet-20 (inflation 1) with ternary weights and the logarithmic Δ "
+    "regime on SHAPES-10 (generated shapes, not CIFAR-10), printing Δ, sparsity and entropy "
+    "after every epoch. Needs no download; about 2-4 minutes on 2 CPU cores.",
+)
+register_subcommand(
+    "sweep",
+    "run a grid of configurations; finished runs are skipped",
+    _sweep_arguments,
+    _run_sweep,
+    description="Run every configuration of a sweep file one after the other. Finished runs "
+    "(summary.json) are skipped and partial runs resumed, so the same command continues an "
+    "interrupted sweep.",
+)
+register_subcommand(
+    "report",
+    "figures 1-5 and tables 1-2 from run directories",
+    _report_arguments,
+    _run_report,
+    description="Rebuild the paper's figures (PNG) and tables (Markdown) from run directories.",
+)
+register_subcommand(
+    "configs", "list (or print) the shipped configurations", _configs_arguments, _run_configs
+)
+
+
+# --------------------------------------------------------------------------- main
+def _load_extensions() -> None:
+    for module in EXTENSION_MODULES:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            continue
+        before = set(SUBCOMMANDS)
+        extension = importlib.import_module(module)
+        hook = getattr(extension, "add_parser", None)
+        if set(SUBCOMMANDS) == before and callable(hook) and hook not in PARSER_HOOKS:
+            PARSER_HOOKS.append(hook)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand."""
+    parser = _Parser(
+        prog="python -m keras_ternary",
+        description="Sparse ternary neural networks (Dordoni et al., MLSP 2024): training, "
+        "sweeps over the paper's experiments, and reports.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for sub in SUBCOMMANDS.values():
+        sub_parser = subparsers.add_parser(
+            sub.name, help=sub.help, description=sub.description or sub.help
+        )
+        sub.add_arguments(sub_parser)
+        sub_parser.set_defaults(_run=sub.run)
+    for hook in PARSER_HOOKS:
+        hook(subparsers)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from keras_ternary.config import ConfigError
+    from keras_ternary.data import DataError
+    from keras_ternary.training import RunError
+
+    return (CliError, ConfigError, DataError, RunError, FileNotFoundError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return the exit status."""
+    _load_extensions()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = getattr(args, "_run", None) or getattr(args, "func", None)
+    if run is None:
+        parser.print_help()
+        return EXIT_USAGE
+    user_errors = _user_errors()
+    try:
+        return int(run(args) or 0)
+    except user_errors as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(
+            "interrupted (runs can be continued with --resume / the same sweep command)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
