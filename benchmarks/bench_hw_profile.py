@@ -3,7 +3,7 @@
 The model is saved once to a temporary .h5. Each round (interleaved, medians reported):
 
 * load:     ``tf.keras.models.load_model(path)`` -- the time needed to load the model;
-* profile:  ``hw_sim.profile(path, accelerator)`` end to end (load, IR conversion through
+* profile:  ``hw_sim.profile_model(path, accelerator)`` end to end (load, IR conversion through
   the quantizers, counting on every accelerator model and the three baselines);
 * count:    the analytic counting alone on the already-converted IR.
 
@@ -49,16 +49,16 @@ def main() -> None:
         # warm-up: first load pays one-off TensorFlow initialisation
         tf.keras.models.load_model(path, compile=False)
         graph = load_graph(path)
-        hw_sim.profile(graph, args.accelerator)
+        hw_sim.profile_model(graph, args.accelerator)
         loads, profiles, counts = [], [], []
         for _ in range(args.rounds):
             tf.keras.backend.clear_session()
             t, _ = _timed(lambda: tf.keras.models.load_model(path, compile=False))
             loads.append(t)
             tf.keras.backend.clear_session()
-            t, report = _timed(lambda: hw_sim.profile(path, args.accelerator))
+            t, report = _timed(lambda: hw_sim.profile_model(path, args.accelerator))
             profiles.append(t)
-            t, _ = _timed(lambda: hw_sim.profile(graph, args.accelerator))
+            t, _ = _timed(lambda: hw_sim.profile_model(graph, args.accelerator))
             counts.append(t)
 
     load, prof, count = (statistics.median(x) for x in (loads, profiles, counts))

@@ -230,12 +230,44 @@ def load_inputs(inputs: str | None, data_dir: str | None, n: int):
 def add_cli_arguments(parser) -> None:
     """``--emulate N [--inputs FILE.npz | --data-dir DIR]`` and emulation options."""
     group = parser.add_argument_group("emulation (bit-exact, on the accelerator kernels)")
-    group.add_argument("--emulate", type=int, metavar="N", help="emulate N images")
-    group.add_argument("--inputs", metavar="FILE.npz", help="images 'x' (and labels 'y')")
-    group.add_argument("--data-dir", metavar="DIR", help="CIFAR-10 binary directory")
-    group.add_argument("--act-mode", default="auto", choices=("auto", "int8", "float"))
-    group.add_argument("--backend", default="auto", choices=("auto", "numpy", "numba"))
-    group.add_argument("--batch-size", type=int, default=64)
+    group.add_argument(
+        "--emulate",
+        type=int,
+        metavar="N",
+        help="run N images bit-exactly on the accelerator kernels and add agreement with "
+        "Keras, measured activation sparsity and data-dependent counts/energy to the report",
+    )
+    group.add_argument(
+        "--inputs",
+        metavar="FILE.npz",
+        help="images as array 'x' (uint8 images are normalised like CIFAR-10 training; float "
+        "used as is) and optional labels 'y'",
+    )
+    group.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="directory with the CIFAR-10 binary files: emulate the first N test images "
+        "(512 training images calibrate int8 activations)",
+    )
+    group.add_argument(
+        "--act-mode",
+        default="auto",
+        choices=("auto", "int8", "float"),
+        help="activations entering float-activation layers: int8 (symmetric per tensor, "
+        "calibrated), float, or auto (int8 when the model quantizes no activation; default)",
+    )
+    group.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "numpy", "numba"),
+        help="kernel implementation (auto: numba when installed; results are identical)",
+    )
+    group.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="images per emulated batch (default: %(default)s)",
+    )
     group.add_argument(
         "--no-compare", action="store_true", help="skip running the Keras model for agreement"
     )

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", metavar="FILE", help="write the report here instead of stdout")
     p.add_argument("--plot", metavar="FILE.png", help="energy breakdown per layer and component")
+    from hw_sim.emulate import add_cli_arguments
+
+    add_cli_arguments(p)
     return p
 
 
@@ -102,11 +105,16 @@ def run(argv: list[str] | None = None) -> int:
     if args.plot and not args.plot.lower().endswith(".png"):
         raise HwSimError(f"--plot needs a .png file name, got {args.plot!r}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from hw_sim.analysis import profile
+    from hw_sim.analysis import profile, to_graph
     from hw_sim.report import to_csv, to_json, to_table
 
     with _quiet_native_stderr():
-        result = profile(args.model, accelerator=args.accelerator, tech=args.tech)
+        graph = to_graph(args.model)
+        result = profile(graph, accelerator=args.accelerator, tech=args.tech)
+    if args.emulate is not None:
+        from hw_sim.emulate import report_from_args
+
+        result["emulation"] = report_from_args(args, graph, args.model, tech=args.tech)
     text = {"table": to_table, "json": to_json, "csv": to_csv}[args.format](result)
     if args.plot:
         from hw_sim.plot import plot_energy

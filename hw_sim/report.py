@@ -176,4 +176,66 @@ def to_table(result: dict) -> str:
                 f"{'-' if saving is None else f'{saving:.2f}x'} energy saving"
             )
         out.append("")
+    if result.get("emulation"):
+        out.append(emulation_table(result["emulation"]))
+    return "\n".join(out)
+
+
+def emulation_table(em: dict) -> str:
+    """The ``--emulate`` section: agreement, accuracy, activation sparsity, measured counts."""
+    out = [
+        f"emulation: {em['images']} images from {em.get('source', '?')}, activations "
+        f"{em['act_mode']}, backend {em['backend']} (counts and energy per image)"
+    ]
+    agreement = em.get("agreement")
+    if agreement:
+        exact = agreement["accumulators_exact"] if agreement["accumulators"] else None
+        out.append(
+            f"agreement with Keras: top-1 {100 * agreement['top1_agreement']:.2f}%, "
+            f"max |logit diff| {agreement['max_abs_logit_diff']:.3g}, integer accumulators "
+            + ("n/a" if exact is None else ("exact" if exact else "MISMATCH"))
+        )
+    accuracy = em.get("accuracy")
+    if accuracy:
+        out.append("accuracy: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy.items()))
+    head = [
+        "layer",
+        "kernel",
+        "act sparsity",
+        "executed",
+        "static",
+        "analytic",
+        "unit",
+        "analytic nJ",
+        "measured nJ",
+    ]
+    rows = []
+    for r in em["layers"]:
+        m = r["measured"]
+        rows.append(
+            [
+                r["name"],
+                r["kernel"],
+                "-" if r["act_sparsity"] is None else f"{100 * r['act_sparsity']:.1f}%",
+                _num(m["executed"]),
+                _num(m.get("executed_static")),
+                _num(r["analytic"]["executed"]),
+                m["unit"],
+                _nj(r["energy_pj_compute"]["analytic"]),
+                _nj(r["energy_pj_compute"]["measured"]),
+            ]
+        )
+    t = em["total"]["energy_pj_compute"]
+    rows.append(["TOTAL", "", "", "", "", "", "", _nj(t["analytic"]), _nj(t["measured"])])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
+    left = {0, 1, 6}
+
+    def fmt(cells):
+        return "  ".join(
+            str(c).ljust(w) if i in left else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    out += [fmt(head), "  ".join("-" * w for w in widths), *map(fmt, rows[:-1])]
+    out += ["  ".join("-" * w for w in widths), fmt(rows[-1]), ""]
     return "\n".join(out)

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 import keras_ternary
-from hw_sim import HwSimError, load_graph, profile, register_loader
+from hw_sim import HwSimError, load_graph, register_loader
+from hw_sim.analysis import profile
 from hw_sim.ir import Graph, Op
 from hw_sim.loaders.keras import from_keras_model
 from hw_sim.profile import main

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from hw_sim import HwSimError, profile
+from hw_sim import HwSimError
+from hw_sim.analysis import profile
 from hw_sim.ir import Graph, Op, Quantizer
 from hw_sim.technology import DEFAULT_TECH, load_tech
 
