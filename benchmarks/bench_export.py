@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             res[f"size_packed_{coding}"] = rep.size_bytes
         res["ans_bits_per_weight"] = rep.bits_per_weight
         res["entropy_bits_per_weight"] = rep.entropy
+        res["layer_entropy_bits_per_weight"] = rep.layer_entropy
     if args.json:
         print(json.dumps(res, indent=1))
     else:

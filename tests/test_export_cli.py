@@ -32,8 +32,9 @@ def test_export_packed_and_tflite(tmp_path, model_file, capsys):
     assert main([*argv, "--out", str(tfl)]) == 0
     assert "10/10 ternary kernels stored exactly" in capsys.readouterr().out
     assert {t.dtype for t in read_weight_tensors(tfl)} == {"INT8"}
-    assert main([*argv, "--mode", "float", "--json", "--out", str(tfl)]) == 0
-    assert '"mode": "float"' in capsys.readouterr().out
+    packed = ["export", str(model_file), "--to", "packed", "--coding", "2bit", "--json"]
+    assert main([*packed, "--out", str(out)]) == 0
+    assert '"coding": "2bit"' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

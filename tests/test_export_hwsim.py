@@ -6,7 +6,8 @@ import flatbuffers
 import numpy as np
 import pytest
 
-from hw_sim import HwSimError, load_graph, profile
+from hw_sim import HwSimError, load_graph
+from hw_sim.analysis import profile
 from keras_ternary import resnet20_star
 from keras_ternary.export import to_tflite
 from keras_ternary.export.flatbuffer import read_metadata, schema

@@ -73,12 +73,14 @@ def test_bits_per_weight_close_to_entropy(tmp_path):
     assert report.entropy == pytest.approx(stats.total.entropy, abs=1e-9)
     assert 0.1 < report.entropy < 1.6
     assert abs(report.bits_per_weight - report.entropy) < 0.05
+    assert report.layer_entropy <= report.entropy + 1e-12
+    assert abs(report.bits_per_weight - report.layer_entropy) < 0.005
     for t in report.tensors:  # per-layer models: every layer near its own entropy
         assert t.bits_per_weight - t.entropy < 0.05 + 64 / t.n
     twobit = pack(model, tmp_path / "r2.ktp", coding="2bit")
     assert twobit.bits_per_weight == pytest.approx(2.0, abs=0.01)
     assert report.size_bytes < twobit.size_bytes
-    assert "| **total** |" in report.to_markdown()
+    assert "| **total** (pooled) |" in report.to_markdown()
 
 
 def test_larq_sequential_round_trip(tmp_path):

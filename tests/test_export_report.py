@@ -25,7 +25,7 @@ def _script():
 def inputs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     paths = {}
-    for kind in ("ternary", "float"):
+    for kind in ("ternary",):
         paths[kind] = tmp / f"{kind}.h5"
         trained_model(kind).save(paths[kind])
     x_test, y_test = generated_data(300, seed=21)
@@ -43,11 +43,10 @@ def test_report_table_and_numbers(inputs, capsys):
     code = _script().main(argv)
     rows = {r["label"]: r for r in json.loads(out_json.read_text())}
     assert code == (0 if all(r["int8_ok"] for r in rows.values()) else 3)
-    t, f = rows["ternary"], rows["float"]
+    t = rows["ternary"]
     assert t["size_packed_ans"] < t["size_packed_2bit"] < t["size_tflite_int8"]
     assert t["size_tflite_int8"] < t["size_tflite_float32"] and t["int8_kernels_exact"] == "10/10"
     assert abs(t["ans_bits_per_weight"] - t["entropy"]) < 0.05 and 0 < t["sparsity"] < 1
-    assert f["n_ternary"] == 0 and f["entropy"] is None and f["int8_kernels_exact"] == "0/0"
     for r in rows.values():
         assert r["n_test"] == 300 and r["float_agreement"] == 1.0
         assert r["int8_agreement"] >= 0.9
@@ -60,9 +59,40 @@ def test_report_table_and_numbers(inputs, capsys):
             )
         )
     md = out_md.read_text()
-    assert "| ternary |" in md and "| float |" in md and "entropy-coded" in md
+    assert "| ternary |" in md and "entropy-coded" in md
     assert md.strip() in capsys.readouterr().out
     assert (tmp / "files" / "ternary.int8.tflite").is_file()
+
+
+def test_markdown_of_a_float_model_row():
+    from keras_ternary.export.report import ModelReport, markdown_tables
+
+    row = ModelReport(
+        "float",
+        "f.h5",
+        1000,
+        900,
+        300,
+        950,
+        950,
+        0,
+        None,
+        None,
+        None,
+        None,
+        "0/0",
+        10,
+        0.9,
+        1.0,
+        0.9,
+        0.99,
+        0.896,
+    )
+    assert row.int8_ok
+    text = markdown_tables([row])
+    assert "| float | 1.0 | 0.9 | 0.3 |" in text and "—" in text and "| yes |" in text
+    row.int8_agreement = 0.98
+    assert not row.int8_ok and "| NO |" in markdown_tables([row])
 
 
 def test_report_bad_input(inputs, capsys):

@@ -113,7 +113,8 @@ def _export(args) -> dict:
             print(report.to_markdown())
             print(
                 f"wrote {args.out}: {report.size_bytes} bytes, {report.bits_per_weight:.4f} "
-                f"bits/ternary weight (entropy {report.entropy:.4f})"
+                f"bits/ternary weight (entropy {report.entropy:.4f} pooled, "
+                f"{report.layer_entropy:.4f} per tensor)"
             )
         return report.to_dict()
     data = None

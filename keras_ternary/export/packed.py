@@ -101,13 +101,25 @@ class PackReport:
         return entropy_bits(counts)
 
     @property
+    def layer_entropy(self) -> float:
+        """Weighted mean of the per-tensor entropies, ``Σ n_l H_l / Σ n_l`` (bits/weight).
+
+        The bound a per-tensor static model approaches; never above :attr:`entropy`.
+        """
+        n = self.n_ternary
+        return sum(t.n * t.entropy for t in self.tensors) / n if n else 0.0
+
+    @property
     def bits_per_weight(self) -> float:
         return sum(t.bits for t in self.tensors) / self.n_ternary if self.n_ternary else 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.update(
-            n_ternary=self.n_ternary, entropy=self.entropy, bits_per_weight=self.bits_per_weight
+            n_ternary=self.n_ternary,
+            entropy=self.entropy,
+            layer_entropy=self.layer_entropy,
+            bits_per_weight=self.bits_per_weight,
         )
         for t, td in zip(self.tensors, d["tensors"], strict=True):
             td["bits_per_weight"] = t.bits_per_weight
@@ -124,8 +136,15 @@ class PackReport:
             rows.append(
                 f"| {t.name} | {t.n} | {counts} | {t.entropy:.4f} | {t.bits_per_weight:.4f} |"
             )
+        total = np.sum([t.counts for t in self.tensors], axis=0) if self.tensors else [0, 0, 0]
+        counts = " / ".join(str(int(c)) for c in total)
         rows.append(
-            f"| **total** | {self.n_ternary} | | {self.entropy:.4f} | {self.bits_per_weight:.4f} |"
+            f"| **total** (pooled) | {self.n_ternary} | {counts} | {self.entropy:.4f} | "
+            f"{self.bits_per_weight:.4f} |"
+        )
+        rows.append(
+            f"| **total** (Σ n·H per tensor) | {self.n_ternary} | | {self.layer_entropy:.4f} | "
+            f"{self.bits_per_weight:.4f} |"
         )
         return "\n".join(rows)
 

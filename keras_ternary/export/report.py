@@ -37,6 +37,7 @@ class ModelReport:
     n_ternary: int
     sparsity: float | None
     entropy: float | None
+    layer_entropy: float | None
     ans_bits_per_weight: float | None
     int8_kernels_exact: str
     n_test: int
@@ -93,6 +94,7 @@ def evaluate_model(
         n_ternary=ans.n_ternary,
         sparsity=stats.total.sparsity if has_ternary else None,
         entropy=ans.entropy if has_ternary else None,
+        layer_entropy=ans.layer_entropy if has_ternary else None,
         ans_bits_per_weight=ans.bits_per_weight if has_ternary else None,
         int8_kernels_exact=f"{sum(k.exact for k in i8.kernels)}/{len(i8.kernels)}",
         n_test=len(x_test),
@@ -120,14 +122,14 @@ def markdown_tables(rows: list[ModelReport]) -> str:
     """Two markdown tables: sizes / compression, and accuracy / agreement."""
     out = [
         "| model | .h5 (KiB) | .tflite float32 | .tflite int8 | 2-bit packed | entropy-coded "
-        "| sparsity | entropy (bits/w) | coded (bits/w) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| sparsity | entropy (bits/w) | Σ n·H per layer | coded (bits/w) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         out.append(
             f"| {r.label} | {_kb(r.size_h5)} | {_kb(r.size_tflite_float32)} | "
             f"{_kb(r.size_tflite_int8)} | {_kb(r.size_packed_2bit)} | {_kb(r.size_packed_ans)} | "
-            f"{_pct(r.sparsity)} | {_opt(r.entropy, '.3f')} | "
+            f"{_pct(r.sparsity)} | {_opt(r.entropy, '.3f')} | {_opt(r.layer_entropy, '.3f')} | "
             f"{_opt(r.ans_bits_per_weight, '.3f')} |"
         )
     out += [
