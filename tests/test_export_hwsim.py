@@ -6,8 +6,7 @@ import flatbuffers
 import numpy as np
 import pytest
 
-from hw_sim import HwSimError, load_graph
-from hw_sim.analysis import profile
+from hw_sim import HwSimError, load_graph, profile_model
 from keras_ternary import resnet20_star
 from keras_ternary.export import to_tflite
 from keras_ternary.export.flatbuffer import read_metadata, schema
@@ -57,8 +56,8 @@ LAYER_KEYS = ("op", "output_shape", "weights", "zero_weights", "weight_precision
 @pytest.mark.parametrize("name", ["m8.tflite", "mf.tflite"])
 @pytest.mark.parametrize("accelerator", ["bitwise", "zeroskip"])
 def test_tflite_counts_equal_h5_counts(files, name, accelerator):
-    h5 = profile(load_graph(files / "m.h5"), accelerator)
-    tfl = profile(load_graph(files / name), accelerator)
+    h5 = profile_model(load_graph(files / "m.h5"), accelerator)
+    tfl = profile_model(load_graph(files / name), accelerator)
     _numbers_close(h5["total"], tfl["total"])
     rows_h5 = {r["name"]: r for r in h5["layers"] if r["op"] in ("conv2d", "dense", "batchnorm")}
     rows_t = {r["name"]: r for r in tfl["layers"] if r["op"] in ("conv2d", "dense", "batchnorm")}
