@@ -18,7 +18,8 @@ are the paper's recipe). ``extends: other.yaml`` merges the file onto another on
            train_size: null, test_size: null, augment: true}
     model: {quantizer: ternary, inflation: 5, input_quantizer: null,
             quantize_first_last: true, blocks_per_stage: 2}
-    ternary: {regime: log, delta0: 0.1, multiplier: 1.9, delta_max: 0.9}
+    ternary: {regime: log, delta0: 0.1, multiplier: 1.9, delta_max: 0.9,
+              time_scale: null}  # paper epochs per epoch for Δ only (null: as the LR)
     optimizer: {name: adam, lr_values: [5e-3, 1e-3, 5e-4, 1e-4, 1e-5],
                 lr_boundaries: [101, 142, 184, 220]}
     out_dir: null             # default runs/<name>
@@ -101,6 +102,7 @@ class TernaryConfig:
     delta0: float = 0.1
     multiplier: float = 1.9
     delta_max: float = 0.9
+    time_scale: float | None = None
 
 
 @dataclass
@@ -135,6 +137,12 @@ class TrainConfig:
     def time_scale(self) -> float:
         """Paper epochs per epoch of this run (1.0 at full scale)."""
         return float(self.paper_epochs) / float(self.epochs)
+
+    @property
+    def delta_time_scale(self) -> float:
+        """Paper epochs per epoch for the Δ regime: ``ternary.time_scale`` or :attr:`time_scale`."""
+        t = self.ternary.time_scale
+        return self.time_scale if t is None else float(t)
 
     @property
     def run_dir(self) -> Path:
@@ -177,6 +185,7 @@ class TrainConfig:
         _check(m.blocks_per_stage >= 1, "model.blocks_per_stage", "an integer >= 1")
         t = self.ternary
         _check(t.regime in REGIME_NAMES, "ternary.regime", f"one of {', '.join(REGIME_NAMES)}")
+        _check(t.time_scale is None or t.time_scale > 0, "ternary.time_scale", "null or > 0")
         if self.is_ternary:
             try:
                 validate_regime_args(t.regime, t.delta0, t.multiplier, t.delta_max)

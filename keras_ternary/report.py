@@ -16,9 +16,10 @@ Outputs (PNG via matplotlib, Markdown):
 * ``tables.md`` Table 1 (fixed Δ0 = 0.1 over seeds) and Table 2 (float, binary and ternary
   regimes), each beside the paper's numbers, plus a list of all runs; ``report.md`` links all.
 
-Epochs on the x axes are on the paper's axis (``paper_epoch`` = time_scale · epoch), so
-reduced-scale runs are drawn where the paper's regime puts them. A figure whose runs are
-missing is skipped and the reason listed in ``report.md``.
+Epochs on the x axes are the runs' own epochs (a reduced-scale run may map them to the paper's
+axis differently for Δ and for the learning rate; the tables give the paper span replayed, with
+Δ's in parentheses when it differs). A figure whose runs are missing is skipped and the reason
+listed in ``report.md``.
 """
 
 from __future__ import annotations
@@ -142,8 +143,21 @@ class RunRecord:
     def series(self, key: str) -> list[float]:
         return [row[key] for row in self.history if row.get(key) is not None]
 
-    def paper_epochs_axis(self) -> list[float]:
-        return [row["paper_epoch"] for row in self.history]
+    def epochs_axis(self) -> list[float]:
+        return [row["epoch"] for row in self.history]
+
+    def span(self) -> str:
+        """Paper epochs replayed (learning rate), and for Δ in parentheses if different."""
+        lr_span = float(self.config["paper_epochs"])
+        scale = self.config["ternary"].get("time_scale")
+        if self.quantizer != "ternary" or scale is None:
+            return f"{lr_span:g}"
+        delta_span = float(scale) * float(self.config["epochs"])
+        return (
+            f"{lr_span:g}"
+            if math.isclose(delta_span, lr_span)
+            else f"{lr_span:g}, Δ {delta_span:g}"
+        )
 
 
 # --------------------------------------------------------------------------- collecting
@@ -219,9 +233,9 @@ def _label(run: RunRecord, with_k: bool = False) -> str:
 
 
 def _mean_curve(runs: Sequence[RunRecord], key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of ``key`` over the runs, per epoch, on the paper axis (shortest history)."""
+    """Mean of ``key`` over the runs, per epoch (over the shortest history)."""
     n = min(len(r.history) for r in runs)
-    x = np.asarray(runs[0].paper_epochs_axis()[:n], dtype=float)
+    x = np.asarray(runs[0].epochs_axis()[:n], dtype=float)
     values = []
     for r in runs:
         column = [row.get(key) for row in r.history[:n]]
@@ -281,7 +295,7 @@ def figure1(runs: Sequence[RunRecord], path: Path) -> str | None:
                 ax.axvline(sign * delta, color="tab:red", ls="--", lw=1)
         total = snap["stats"]["total"]
         ax.set_title(
-            f"{tag} {_label(run)}\npaper epoch {snap['paper_epoch']:g}, "
+            f"{tag} {_label(run)}\nepoch {snap['epoch']} (paper {snap['paper_epoch']:g}), "
             f"Δ={delta:.3f}, sparsity {100 * total['sparsity']:.1f}%",
             fontsize=9,
         )
@@ -300,7 +314,7 @@ def figure2(runs: Sequence[RunRecord], path: Path) -> str | None:
     for _, members in group_runs(chosen).items():
         x, y = _mean_curve(members, "val_accuracy")
         ax.plot(x, 100 * y, label=f"{_label(members[0], True)} (n={len(members)})")
-    ax.set(xlabel="epoch (paper axis)", ylabel="validation accuracy (%)", title="Fixed Δ")
+    ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Fixed Δ")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     _save(fig, path)
@@ -323,7 +337,7 @@ def figure3(runs: Sequence[RunRecord], path_a: Path, path_b: Path) -> str | None
         for members in groups.values():
             x, y = _mean_curve(members, key)
             ax.plot(x, 100 * y, label=f"{_label(members[0], True)} (n={len(members)})")
-        ax.set(xlabel="epoch (paper axis)", ylabel=ylabel, title="Δ growth regimes, Δf = 0.9")
+        ax.set(xlabel="epoch", ylabel=ylabel, title="Δ growth regimes, Δf = 0.9")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         _save(fig, path)
@@ -395,7 +409,7 @@ def figure5(runs: Sequence[RunRecord], path: Path) -> str | None:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     seen = set()
     for run in chosen:
-        speed = run.best_epoch() * run.time_scale
+        speed = run.best_epoch()
         label = run.regime if run.regime not in seen else None
         seen.add(run.regime)
         ax.scatter(
@@ -406,7 +420,7 @@ def figure5(runs: Sequence[RunRecord], path: Path) -> str | None:
             alpha=0.8,
         )
     ax.set(
-        xlabel="training speed: epoch of best accuracy (paper axis)",
+        xlabel="training speed: epoch of best accuracy",
         ylabel="best validation accuracy (%)",
     )
     ax.legend(fontsize=8)
@@ -431,7 +445,7 @@ def table1(runs: Sequence[RunRecord]) -> str | None:
         n = len(members)
         lines += [
             f"**Table 1 — fixed Δ0 = 0.1, k = {key[0]}, {members[0].config['epochs']} epochs "
-            f"(paper axis {members[0].config['paper_epochs']:g}), {n} seed(s)**",
+            f"(paper span {members[0].span()}), {n} seed(s)**",
             "",
             "| | " + " | ".join(f"seed {r.config['seed']}" for r in members) + " | Mean | SD |",
             "|---" * (n + 3) + "|",
@@ -475,7 +489,7 @@ def table2(runs: Sequence[RunRecord]) -> str | None:
     lines = [
         "**Table 2 — accuracy, sparsity, entropy (mean over seeds) and the paper's values**",
         "",
-        "| Model | k | epochs (paper axis) | runs | Acc. (%) | Sparsity (%) | Entropy (bits/sym) "
+        "| Model | k | epochs (paper span) | runs | Acc. (%) | Sparsity (%) | Entropy (bits/sym) "
         "| Acc. diff. vs FP (%) | paper Acc. | paper Sparsity | paper Entropy |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -511,7 +525,7 @@ def table2(runs: Sequence[RunRecord]) -> str | None:
             ]
         )
         lines.append(
-            f"| {_label(run)} | {key[0]} | {run.config['epochs']} ({run.config['paper_epochs']:g})"
+            f"| {_label(run)} | {key[0]} | {run.config['epochs']} ({run.span()})"
             f" | {len(members)} | {_fmt(acc)} | {_fmt(sparsity)} | {_fmt(entropy)} "
             f"| {_fmt(diff)} | " + " | ".join(paper_cells) + " |"
         )
@@ -529,19 +543,18 @@ def table2(runs: Sequence[RunRecord]) -> str | None:
 def runs_table(runs: Sequence[RunRecord]) -> str:
     """Every run, one row each."""
     lines = [
-        "| run | status | quantizer | regime | Δ0 | M | Δf | k | seed | epochs (paper) "
-        "| best acc. (%) | best epoch (paper) | sparsity (%) | entropy |",
+        "| run | status | quantizer | regime | Δ0 | M | Δf | k | seed | epochs (paper span) "
+        "| best acc. (%) | best epoch | sparsity (%) | entropy |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
-        speed = r.best_epoch()
         lines.append(
             f"| {r.path.name} | {'finished' if r.finished else f'partial ({len(r.history)})'} "
             f"| {r.quantizer} | {r.regime or '–'} | {_fmt(r.param('delta0'), 3)} "
             f"| {_fmt(r.param('multiplier'), 2)} | {_fmt(r.param('delta_max'), 2)} "
             f"| {r.inflation} | {r.config['seed']} "
-            f"| {r.config['epochs']} ({r.config['paper_epochs']:g}) | {_fmt(r.best_accuracy())} "
-            f"| {speed} ({_fmt(None if speed is None else speed * r.time_scale, 0)}) "
+            f"| {r.config['epochs']} ({r.span()}) | {_fmt(r.best_accuracy())} "
+            f"| {r.best_epoch()} "
             f"| {_fmt(r.final_sparsity())} | {_fmt(r.final_entropy(), 3)} |"
         )
     return "\n".join(lines) + "\n"

@@ -156,7 +156,7 @@ def run_sweep(
     train_fn: Callable[..., Any] | None = None,
     time_limit: float | None = None,
     verbose: int = 2,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = lambda message: print(message, flush=True),
     keep_going: bool = True,
 ) -> SweepResult:
     """Train ``runs`` one after the other in this process.

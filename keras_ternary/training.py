@@ -3,8 +3,10 @@
 A run directory holds::
 
     config.yaml            the complete, validated configuration (written first)
-    history.csv            one row per epoch: epoch, paper_epoch, loss, accuracy, val_loss,
-                           val_accuracy, lr, delta, sparsity, entropy, epoch_time_s
+    history.csv            one row per epoch: epoch (1-based), paper_epoch (time_scale · epoch,
+                           the learning-rate axis), loss, accuracy, val_loss, val_accuracy,
+                           lr (at the epoch's first step), delta (Δ at its end), sparsity,
+                           entropy, epoch_time_s
     tensorboard/           TensorBoard event files (same scalars)
     checkpoints/last.h5    model + optimizer state after the latest epoch, with the run state
                            (epochs done, best accuracy, wall time) as an HDF5 attribute
@@ -205,8 +207,8 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
         raise RunError(f"{path} is not a valid run configuration: {exc}") from None
 
 
-def _prepare_run_dir(config: TrainConfig, resume: bool) -> str:
-    """Check the directory against the request; return its status."""
+def _check_run_dir(config: TrainConfig, resume: bool) -> str:
+    """Check the directory against the request (writing nothing); return its status."""
     run_dir = config.run_dir
     status = run_status(run_dir)
     has_config = (run_dir / CONFIG_FILE).is_file()
@@ -224,16 +226,20 @@ def _prepare_run_dir(config: TrainConfig, resume: bool) -> str:
                 f"{run_dir} already holds a {status} run; pass --resume to continue it "
                 "or choose another --out"
             )
-    if status == "new":  # nothing usable: start from scratch
-        for name in (HISTORY_FILE, TENSORBOARD_DIR, SNAPSHOT_DIR, "checkpoints"):
-            target = run_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(config))
     return status
+
+
+def _start_run_dir(config: TrainConfig) -> None:
+    """Start afresh in a directory holding nothing resumable: clear leftovers, write the config."""
+    run_dir = config.run_dir
+    for name in (HISTORY_FILE, TENSORBOARD_DIR, SNAPSHOT_DIR, "checkpoints"):
+        target = run_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(config))
 
 
 def _comparable(config: TrainConfig) -> dict[str, Any]:
@@ -286,7 +292,7 @@ def make_delta_growth(config: TrainConfig) -> DeltaGrowth | None:
         t.delta0,
         t.multiplier,
         t.delta_max,
-        time_scale=config.time_scale,
+        time_scale=config.delta_time_scale,
         per_step=config.per_step,
     )
 
@@ -405,6 +411,10 @@ class RunRecorder(tf.keras.callbacks.Callback):
         )
 
 
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
 def _plain(value: Any) -> float | None:
     if value is None:
         return None
@@ -436,7 +446,7 @@ def train(
     stop_after: int | None = None,
     time_limit: float | None = None,
     verbose: int = 2,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
     data: data_lib.ArrayData | None = None,
 ) -> RunResult:
     """Train ``config`` into ``config.run_dir`` (see the module docstring).
@@ -451,8 +461,9 @@ def train(
         data: already loaded data (default: load what ``config.data`` names).
     """
     config.validate()
+    log = log or _print
     run_dir = config.run_dir
-    status = _prepare_run_dir(config, resume)
+    status = _check_run_dir(config, resume)
     if status == "finished":
         log(f"{run_dir}: already finished")
         return RunResult(
@@ -466,6 +477,8 @@ def train(
             d.source, d.dir, d.tfds_dir, d.download, d.train_size, d.test_size, seed=0
         )
     log(f"data: {data.describe()}")
+    if status == "new":  # only now that the data is there
+        _start_run_dir(config)
     state: dict[str, Any] = {"epochs_done": 0, "best_val_accuracy": None, "best_epoch": None}
     if status == "partial":
         state = read_checkpoint_state(run_dir / LAST_CKPT)
@@ -535,6 +548,7 @@ def _finish(
         "epochs": config.epochs,
         "paper_epochs": config.paper_epochs,
         "time_scale": config.time_scale,
+        "delta_time_scale": config.delta_time_scale if config.is_ternary else None,
         "quantizer": config.model.quantizer,
         "regime": config.ternary.regime if config.is_ternary else None,
         "delta0": config.ternary.delta0 if config.is_ternary else None,

@@ -57,9 +57,9 @@ def test_shipped_sweeps_expand():
     assert len(load_sweep("paper/fig4_5")[1]) == 108
     name, runs = load_sweep("reduced/reproduce", "out")
     assert name == "reduced"
-    assert [r.name for r in runs] == ["float", "binary", "fixed", "linear", "log"]
+    assert [r.name for r in runs] == ["log", "fixed", "binary", "float", "linear"]
     assert all(r.config.model.inflation == 1 and r.config.epochs == 20 for r in runs)
-    assert runs[2].config.ternary.regime == "fixed"
+    assert runs[1].config.ternary.regime == "fixed" and runs[0].config.delta_time_scale == 1
 
 
 def _finish_fake(config: TrainConfig) -> None:

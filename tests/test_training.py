@@ -93,9 +93,21 @@ def test_default_config_is_the_paper_recipe():
     assert config.optimizer.lr_boundaries == [101, 142, 184, 220]
     assert config.time_scale == 1.0 and config.snapshot_our_epochs() == [100]
     reduced = load_config("reduced/base")
-    assert reduced.model.inflation == 1 and reduced.time_scale == 1.0
-    assert reduced.optimizer.lr_boundaries == [8, 11, 15, 18]  # 101, 142, 184, 220 x 20/250
+    assert reduced.model.inflation == 1 and reduced.time_scale == 12.5
+    assert reduced.delta_time_scale == 1.0  # Δ uncompressed, the learning rate compressed
+    assert reduced.snapshot_our_epochs() == [8, 20]
     assert reduced.optimizer.lr_values == config.optimizer.lr_values  # inherited by extends
+    schedule = EpochPiecewiseSchedule(1, time_scale=reduced.time_scale)
+    assert [schedule.value_at_epoch(e) for e in (8, 9, 11, 12, 14, 15, 17, 18)] == [
+        5e-3,
+        1e-3,
+        1e-3,
+        5e-4,
+        5e-4,
+        1e-4,
+        1e-4,
+        1e-5,
+    ]
     compressed = load_config(None, ["epochs=20", "paper_epochs=250"])
     assert compressed.time_scale == 12.5
     assert compressed.snapshot_our_epochs() == [8]  # paper epoch 100 -> our epoch 8
