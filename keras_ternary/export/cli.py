@@ -71,7 +71,13 @@ def load_representative(spec: str, input_shape: tuple[int, ...]):
             n = int(spec)
             if n < 1:
                 raise ExportError("--representative N needs N >= 1")
-            arrays = kd.load_data("auto", train_size=n, test_size=1, download=False)
+            try:
+                arrays = kd.load_data("auto", train_size=n, test_size=1, download=False)
+            except kd.DataError as exc:
+                raise ExportError(
+                    f"--representative {spec} takes CIFAR-10 training images, but CIFAR-10 "
+                    f"was not found: set ${kd.DATA_DIR_ENV} or pass --representative DIR"
+                ) from exc
         elif os.path.isdir(spec):
             arrays = kd.take_subset(kd.load_cifar10_binary(spec), DIR_IMAGES, 1)
         else:
@@ -133,12 +139,15 @@ def _export(args) -> dict:
 
 def run(args) -> int:
     """Execute ``export`` with parsed ``args``; returns the process exit status."""
-    from keras_ternary.export.fold import ExportError
-    from keras_ternary.export.packed import PackedFormatError
-
     if args.io is not None and args.mode != "int8":
         print("error: --io applies to --mode int8 only", file=sys.stderr)
         return 2
+    if not os.path.exists(args.model):  # before TensorFlow is imported
+        print(f"error: model file not found: {args.model}", file=sys.stderr)
+        return 1
+    from keras_ternary.export.fold import ExportError
+    from keras_ternary.export.packed import PackedFormatError
+
     try:
         report = _export(args)
     except (ExportError, PackedFormatError, OSError, ValueError) as exc:
