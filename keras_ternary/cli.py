@@ -96,9 +96,9 @@ def _add_run_control(parser: argparse.ArgumentParser) -> None:
         "--verbose",
         type=int,
         choices=(0, 1, 2),
-        default=2,
-        help="Keras output: 0 silent, 1 progress bar, 2 one line per epoch (default). A summary "
-        "line with Δ, sparsity and entropy is always printed after each epoch.",
+        default=1 if sys.stdout.isatty() else 2,
+        help="Keras output: 0 silent, 1 progress bar (default on a terminal), 2 one line per "
+        "epoch (default otherwise). A line with Δ, sparsity and entropy follows every epoch.",
     )
     parser.add_argument(
         "--time-limit",

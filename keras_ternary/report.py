@@ -295,7 +295,7 @@ def figure1(runs: Sequence[RunRecord], path: Path) -> str | None:
                 ax.axvline(sign * delta, color="tab:red", ls="--", lw=1)
         total = snap["stats"]["total"]
         ax.set_title(
-            f"{tag} {_label(run)}\nepoch {snap['epoch']} (paper {snap['paper_epoch']:g}), "
+            f"{tag} {_label(run)}\nafter epoch {snap['epoch']}, "
             f"Δ={delta:.3f}, sparsity {100 * total['sparsity']:.1f}%",
             fontsize=9,
         )
