@@ -16,8 +16,9 @@ Every source yields uint8 arrays; :func:`make_train_dataset` and :func:`make_eva
 build the one ``tf.data`` pipeline used for all of them: per-channel normalisation
 ``(x/255 - mean) / std``, and for training a pad-4 (zeros) random 32x32 crop and a random
 horizontal flip (the BinaryNet/ResNet CIFAR recipe), batching (last partial batch kept),
-caching and prefetching. Shuffling and augmentation are seeded per epoch with stateless ops,
-so epoch ``e`` sees the same batches whether or not the run was interrupted and resumed.
+images held in memory, test batches cached, prefetching. Shuffling and augmentation are
+seeded per epoch with stateless ops, so epoch ``e`` sees the same batches whether or not the
+run was interrupted and resumed.
 """
 
 from __future__ import annotations
