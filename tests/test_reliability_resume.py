@@ -1,6 +1,6 @@
 """Crash and resume: SIGKILL ``python -m keras_ternary train`` mid-epoch, then ``--resume``.
 
-The same tiny configuration (ResNet-20 k = 1 with one block per stage, 150 generated
+The same tiny configuration (ResNet-20 k = 1 with one block per stage, 100 generated
 CIFAR-format images, 4 epochs, log Δ regime, a stepped learning rate) is trained twice with
 ``python -m keras_ternary train``: an uninterrupted reference, and a run that is killed with
 SIGKILL in the middle of epoch 2 and then resumed with ``train --resume``. While they run,
@@ -139,7 +139,7 @@ def check_run_dir(run_dir: Path) -> dict:
 
 
 def _wait(procs: list[subprocess.Popen], dirs: list[Path], until, deadline: float) -> None:
-    """Check ``dirs`` every 100 ms until ``until()`` is true (or every process ended)."""
+    """Check ``dirs`` every 150 ms until ``until()`` is true (or every process ended)."""
     while not until():
         for d in dirs:
             check_run_dir(d)
@@ -147,7 +147,7 @@ def _wait(procs: list[subprocess.Popen], dirs: list[Path], until, deadline: floa
             for p in procs:
                 p.kill()
             pytest.fail("training did not progress in time")
-        time.sleep(0.1)
+        time.sleep(0.15)
 
 
 def _finish(proc: subprocess.Popen) -> str:
@@ -158,7 +158,7 @@ def _finish(proc: subprocess.Popen) -> str:
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
-    write_cifar_dir(tmp_path / "data", n_per_file=30)
+    write_cifar_dir(tmp_path / "data", n_per_file=20)
     config = tmp_path / "crash.yaml"
     config.write_text(CONFIG.format(data=tmp_path / "data"))
     ref_dir, run_dir = tmp_path / "reference", tmp_path / "crashed"
