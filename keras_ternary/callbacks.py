@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import tensorflow as tf
@@ -83,8 +84,8 @@ class DeltaGrowth(tf.keras.callbacks.Callback):
     ):
         super().__init__()
         validate_regime_args(regime, delta0, multiplier, delta_max)
-        if not time_scale > 0:
-            raise ValueError(f"time_scale must be > 0, got {time_scale}")
+        if not (time_scale > 0 and math.isfinite(time_scale)):
+            raise ValueError(f"time_scale must be > 0 and finite, got {time_scale}")
         self.regime = regime
         self.delta0 = float(delta0)
         self.multiplier = float(multiplier)

@@ -57,7 +57,13 @@ def _make_quantizer(spec, delta: float):
             return Ternary(delta=delta)
         if name == "binary":
             return Binary()
-        return lq.quantizers.get(spec)
+        try:
+            return lq.quantizers.get(spec)
+        except ValueError:
+            raise ValueError(
+                f"unknown quantizer {spec!r}: use 'ternary', 'binary', None (float) or the "
+                "name of a registered larq quantizer"
+            ) from None
     if isinstance(spec, tf.keras.layers.Layer):
         return spec.__class__.from_config(spec.get_config())
     if callable(spec):
@@ -172,8 +178,16 @@ def resnet20_star(
         raise ValueError(f"inflation must be a positive integer, got {inflation}")
     if blocks_per_stage < 1:
         raise ValueError(f"blocks_per_stage must be >= 1, got {blocks_per_stage}")
+    if int(num_classes) != num_classes or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
+    if len(tuple(input_shape)) != 3 or any(d is not None and d < 1 for d in input_shape):
+        raise ValueError(
+            f"input_shape must be (height, width, channels) with positive sizes, got {input_shape}"
+        )
     if isinstance(quantizer, str) and quantizer.lower() in ("none", "float"):
         quantizer = None
+    for spec in (quantizer, input_quantizer):
+        _make_quantizer(spec, delta)  # fail early with a clear message on an unknown name
     b = _Builder(quantizer, input_quantizer, delta, quantize_first_last, seed)
     k = int(inflation)
     inputs = tf.keras.Input(shape=input_shape, name="image")

@@ -102,7 +102,7 @@ class Ternary(lq.quantizers.Quantizer):
         kwargs.pop("trainable", None)
         super().__init__(trainable=False, **kwargs)
         self.clip_value = None if clip_value is None else float(clip_value)
-        if self.clip_value is not None and self.clip_value <= 0:
+        if self.clip_value is not None and not self.clip_value > 0:  # also rejects NaN
             raise ValueError(f"clip_value must be > 0 or None, got {clip_value}")
         initial = _validate_delta(delta, self.clip_value)
         self.delta_variable = self.add_weight(
@@ -147,6 +147,6 @@ class Binary(lq.quantizers.SteSign):
     precision = 1
 
     def __init__(self, clip_value: float | None = 1.0, **kwargs):
-        if clip_value is not None and clip_value <= 0:
+        if clip_value is not None and not clip_value > 0:  # also rejects NaN
             raise ValueError(f"clip_value must be > 0 or None, got {clip_value}")
         super().__init__(clip_value=clip_value, **kwargs)

@@ -45,8 +45,8 @@ def validate_regime_args(
     growth_function(regime)
     if not delta0 > 0:
         raise ValueError(f"delta0 must be > 0, got {delta0}")
-    if not multiplier >= 0:
-        raise ValueError(f"multiplier must be >= 0, got {multiplier}")
+    if not (multiplier >= 0 and math.isfinite(multiplier)):
+        raise ValueError(f"multiplier must be >= 0 and finite, got {multiplier}")
     if not delta0 < delta_max < 1:
         raise ValueError(
             f"delta_max must satisfy delta0 < delta_max < 1 (Δf caps the growth below the clip "
