@@ -22,7 +22,7 @@ def ensure_legacy_keras() -> None:
     """Select tf-keras for ``tf.keras`` or raise an ``ImportError`` that says what to do."""
     if "tensorflow" not in sys.modules:
         os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF C++ info/warning lines
     import tensorflow as tf
 
     try:
