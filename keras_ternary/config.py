@@ -165,10 +165,14 @@ class TrainConfig:
         """Check every field; ConfigError naming the first offending key."""
         _check(self.name and "/" not in self.name, "name", "a non-empty string without '/'")
         _check(self.epochs >= 1, "epochs", "an integer >= 1")
-        _check(self.paper_epochs > 0, "paper_epochs", "> 0")
+        _check(_finite_positive(self.paper_epochs), "paper_epochs", "a finite number > 0")
         _check(self.batch_size >= 1, "batch_size", "an integer >= 1")
         _check(self.seed >= 0, "seed", "an integer >= 0")
-        _check(all(p > 0 for p in self.snapshot_epochs), "snapshot_epochs", "paper epochs > 0")
+        _check(
+            all(_finite_positive(p) for p in self.snapshot_epochs),
+            "snapshot_epochs",
+            "finite paper epochs > 0",
+        )
         d = self.data
         _check(d.source in DATA_SOURCES, "data.source", f"one of {', '.join(DATA_SOURCES)}")
         for key in ("train_size", "test_size"):
@@ -185,12 +189,17 @@ class TrainConfig:
         _check(m.blocks_per_stage >= 1, "model.blocks_per_stage", "an integer >= 1")
         t = self.ternary
         _check(t.regime in REGIME_NAMES, "ternary.regime", f"one of {', '.join(REGIME_NAMES)}")
-        _check(t.time_scale is None or t.time_scale > 0, "ternary.time_scale", "null or > 0")
+        _check(
+            t.time_scale is None or _finite_positive(t.time_scale),
+            "ternary.time_scale",
+            "null or a finite number > 0",
+        )
         if self.is_ternary:
             try:
                 validate_regime_args(t.regime, t.delta0, t.multiplier, t.delta_max)
             except ValueError as exc:
                 raise ConfigError(f"ternary: {exc}") from None
+            _check(math.isfinite(t.multiplier), "ternary.multiplier", "a finite number")
         o = self.optimizer
         _check(o.name in OPTIMIZERS, "optimizer.name", f"one of {', '.join(OPTIMIZERS)}")
         try:
@@ -198,6 +207,10 @@ class TrainConfig:
         except ValueError as exc:
             raise ConfigError(f"optimizer: {exc}") from None
         return self
+
+
+def _finite_positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
 
 
 def _check(ok: bool, key: str, expected: str) -> None:
@@ -234,7 +247,7 @@ def _coerce(value: Any, annotation: str, key: str) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
         if isinstance(value, str):  # YAML 1.1 reads "5e-3" as a string
-            try:
+            try:  # NaN and infinities reach validate(), whose message names the rule
                 return float(value)
             except ValueError:
                 pass
@@ -253,7 +266,7 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(values, Mapping):
         raise ConfigError(f"{prefix or 'config'} must be a mapping, got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+    unknown = sorted(str(key) for key in set(values) - set(fields))
     if unknown:
         raise ConfigError(f"unknown key {prefix}{unknown[0]}; allowed: {', '.join(sorted(fields))}")
     kwargs = {}
@@ -279,6 +292,8 @@ def shipped_config_dir() -> Path:
 
 def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Path:
     """A config file path: as given, relative to ``relative_to``, or a shipped config name."""
+    if not isinstance(name, str | Path) or not str(name):
+        raise ConfigError(f"a config file name must be a non-empty string, got {name!r}")
     candidates = [Path(name)]
     if relative_to is not None:
         candidates.insert(0, relative_to / name)
@@ -299,18 +314,32 @@ def load_mapping(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, An
     if path.resolve() in _seen:
         raise ConfigError(f"config {path} extends itself")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read config {path}: not UTF-8 text (byte {exc.start})") from None
     except (OSError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read config {path}: {exc}") from None
+        raise ConfigError(f"cannot read config {path}: {one_line_error(exc)}") from None
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must hold a mapping at the top level")
     parent = data.pop("extends", None)
     if parent is not None:
+        if not isinstance(parent, str):
+            raise ConfigError(f"config {path}: extends must be a config file name, got {parent!r}")
         parent_path = resolve_config_path(parent, relative_to=path.parent)
         data = merge(load_mapping(parent_path, (*_seen, path.resolve())), data)
     return data
+
+
+def one_line_error(exc: BaseException) -> str:
+    """A parser error as one line: YAML's problem with its line and column, else ``str``."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or type(exc).__name__
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        return f"{where}{problem}"
+    return " ".join(str(exc).split())
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ so compressed boundaries fall inside epochs exactly where they belong.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 
 from keras_ternary import _compat
@@ -45,7 +46,7 @@ PAPER_LR_BOUNDARIES: tuple[float, ...] = (101.0, 142.0, 184.0, 220.0)
 
 
 def validate_piecewise(values: Sequence[float], boundaries: Sequence[float]) -> None:
-    """ValueError unless values are positive and one more than increasing boundaries >= 0."""
+    """ValueError unless values are finite, > 0 and one more than increasing boundaries >= 0."""
     if len(values) != len(boundaries) + 1:
         raise ValueError(
             f"need exactly one more learning rate than boundaries, got {len(values)} values "
@@ -53,10 +54,14 @@ def validate_piecewise(values: Sequence[float], boundaries: Sequence[float]) -> 
         )
     if any(not v > 0 for v in values):
         raise ValueError(f"learning rates must be > 0, got {list(values)}")
-    if any(b < 0 for b in boundaries) or any(
+    if any(not math.isfinite(v) for v in values):
+        raise ValueError(f"learning rates must be finite, got {list(values)}")
+    if any(not (b >= 0 and math.isfinite(b)) for b in boundaries) or any(
         b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:], strict=False)
     ):
-        raise ValueError(f"boundaries must be >= 0 and strictly increasing, got {list(boundaries)}")
+        raise ValueError(
+            f"boundaries must be finite, >= 0 and strictly increasing, got {list(boundaries)}"
+        )
 
 
 def paper_learning_rate(
