@@ -31,6 +31,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -51,13 +52,20 @@ import tensorflow as tf  # noqa: E402
 
 from keras_ternary import data as data_lib  # noqa: E402
 from keras_ternary.callbacks import DeltaGrowth  # noqa: E402
-from keras_ternary.config import ConfigError, TrainConfig, config_from_dict, dump_yaml  # noqa: E402
+from keras_ternary.config import (  # noqa: E402
+    ConfigError,
+    TrainConfig,
+    config_from_dict,
+    dump_yaml,
+    one_line_error,
+)
 from keras_ternary.models import resnet20_star  # noqa: E402
 from keras_ternary.schedules import EpochPiecewiseSchedule  # noqa: E402
 from keras_ternary.stats import ternary_stats  # noqa: E402
 
 __all__ = [
     "HISTORY_FIELDS",
+    "LossNotFiniteError",
     "RunError",
     "RunResult",
     "atomic_write_text",
@@ -97,6 +105,10 @@ class RunError(RuntimeError):
     """A run directory cannot be used as asked; the message says why and what to do."""
 
 
+class LossNotFiniteError(RunError):
+    """The training loss became NaN or infinite; the run directory keeps the last good epoch."""
+
+
 @dataclass
 class RunResult:
     """Outcome of :func:`train`: ``status`` is "finished", "stopped" or "already_finished"."""
@@ -108,6 +120,26 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------- atomic files
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (no race with threads)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str | os.PathLike, path: Path) -> None:
+    """Give ``tmp`` the mode a newly created file would get (mkstemp uses 0600), move it."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory."""
     path = Path(path)
@@ -116,7 +148,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -144,7 +176,7 @@ def atomic_save_model(
         if state is not None:
             with h5py.File(tmp, "a") as handle:
                 handle.attrs[STATE_ATTR] = json.dumps(state)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -154,9 +186,16 @@ def read_checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
     """The run state stored in a checkpoint written by :func:`atomic_save_model`."""
     try:
         with h5py.File(path, "r") as handle:
-            return json.loads(handle.attrs[STATE_ATTR])
-    except (OSError, KeyError, ValueError) as exc:
+            state = json.loads(handle.attrs[STATE_ATTR])
+    except (OSError, KeyError, ValueError, TypeError) as exc:
         raise RunError(f"checkpoint {path} is unreadable or lacks the run state ({exc})") from None
+    done = state.get("epochs_done") if isinstance(state, dict) else None
+    if isinstance(done, bool) or not isinstance(done, int) or done < 0:
+        raise RunError(
+            f"checkpoint {path} holds an invalid run state (no epochs_done >= 0): "
+            f"{json.dumps(state)[:200]}"
+        )
+    return state
 
 
 # --------------------------------------------------------------------------- history CSV
@@ -170,17 +209,49 @@ def format_history(rows: list[dict[str, Any]]) -> str:
 
 
 def read_history(path: str | os.PathLike) -> list[dict[str, float | None]]:
-    """Rows of a ``history.csv`` as dicts of floats (None for empty cells)."""
+    """Rows of a ``history.csv`` as dicts of floats (None for empty cells).
+
+    RunError naming the file and line for anything that is not such a table (a header with
+    ``epoch``, one positive integer epoch and numbers or empty cells in every row).
+    """
     path = Path(path)
     if not path.is_file():
         return []
-    with path.open(newline="") as handle:
-        rows = []
-        for raw in csv.DictReader(handle):
-            row = {k: (float(v) if v not in ("", None) else None) for k, v in raw.items()}
-            row["epoch"] = int(row["epoch"])
-            rows.append(row)
+    rows = []
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is not None and "epoch" not in reader.fieldnames:
+                raise RunError(f"{path} line 1: the header has no 'epoch' column")
+            for raw in reader:
+                rows.append(_history_row(raw, path, reader.line_num))
+    except UnicodeDecodeError as exc:
+        raise RunError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise RunError(f"{path}: {exc}") from None
+    except OSError as exc:
+        raise RunError(f"cannot read {path}: {exc}") from None
     return rows
+
+
+def _history_row(raw: dict[Any, Any], path: Path, line: int) -> dict[str, float | None]:
+    """One parsed ``history.csv`` row (see :func:`read_history`)."""
+    if None in raw:
+        raise RunError(f"{path} line {line}: more cells than columns")
+    row: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value in ("", None):
+            row[key] = None
+            continue
+        try:
+            row[key] = float(value)
+        except ValueError:
+            raise RunError(f"{path} line {line}: {key} is not a number: {value!r}") from None
+    epoch = row.get("epoch")
+    if epoch is None or not math.isfinite(epoch) or not epoch.is_integer() or epoch < 1:
+        raise RunError(f"{path} line {line}: epoch must be an integer >= 1, got {raw['epoch']!r}")
+    row["epoch"] = int(epoch)
+    return row
 
 
 # --------------------------------------------------------------------------- run directory
@@ -202,14 +273,22 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     if not path.is_file():
         raise RunError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
     try:
-        return config_from_dict(yaml.safe_load(path.read_text()) or {})
-    except (ConfigError, yaml.YAMLError) as exc:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return config_from_dict(values)
+    except UnicodeDecodeError as exc:
+        raise RunError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise RunError(f"cannot read {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise RunError(f"{path} is not a valid run configuration: {one_line_error(exc)}") from None
+    except ConfigError as exc:
         raise RunError(f"{path} is not a valid run configuration: {exc}") from None
 
 
 def _check_run_dir(config: TrainConfig, resume: bool) -> str:
     """Check the directory against the request (writing nothing); return its status."""
     run_dir = config.run_dir
+    _check_directory_path(run_dir)
     status = run_status(run_dir)
     has_config = (run_dir / CONFIG_FILE).is_file()
     if run_dir.exists() and any(run_dir.iterdir()) and not has_config:
@@ -229,17 +308,49 @@ def _check_run_dir(config: TrainConfig, resume: bool) -> str:
     return status
 
 
+def _check_directory_path(run_dir: Path) -> None:
+    """RunError unless ``run_dir`` is, or can be created as, a directory."""
+    for path in (run_dir, *run_dir.parents):
+        if os.path.lexists(path):
+            if not path.is_dir():
+                raise RunError(
+                    f"cannot use {run_dir} as run directory: {path} exists and is not a "
+                    "directory; choose another --out"
+                )
+            return
+
+
 def _start_run_dir(config: TrainConfig) -> None:
     """Start afresh in a directory holding nothing resumable: clear leftovers, write the config."""
     run_dir = config.run_dir
-    for name in (HISTORY_FILE, TENSORBOARD_DIR, SNAPSHOT_DIR, "checkpoints"):
-        target = run_dir / name
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(config))
+    try:
+        for name in (HISTORY_FILE, TENSORBOARD_DIR, SNAPSHOT_DIR, "checkpoints"):
+            target = run_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(config))
+    except OSError as exc:
+        raise RunError(f"cannot create run directory {run_dir}: {exc}") from None
+
+
+#: Names of the temporary files of :func:`atomic_write_text` / :func:`atomic_save_model`.
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp|h5)$")
+
+
+def _remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Delete temporary files an earlier, killed process left behind (never read anyway)."""
+    removed = []
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / SNAPSHOT_DIR):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if _TEMP_NAME.match(path.name) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def _comparable(config: TrainConfig) -> dict[str, Any]:
@@ -308,6 +419,8 @@ def _load_checkpoint(path: Path) -> tf.keras.Model:
 
 def _optimizer_schedule_config(model: tf.keras.Model) -> dict[str, Any] | None:
     """The config of the optimizer's learning-rate schedule (None if it has none)."""
+    if model.optimizer is None:
+        return None
     lr = model.optimizer.get_config().get("learning_rate")
     return lr.get("config") if isinstance(lr, dict) else None
 
@@ -353,12 +466,35 @@ class RunRecorder(tf.keras.callbacks.Callback):
         self._wall_before = float(state.get("wall_time_s", 0.0))
         self._epoch_start = 0.0
         self._lr = 0.0
+        self._epoch = 0
+        #: (1-based epoch, 1-based step or None, loss) of the first non-finite loss
+        self.non_finite: tuple[int, int | None, float] | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch + 1
         self._epoch_start = time.monotonic()
         self._lr = self.schedule.value_at_step(int(self.model.optimizer.iterations.numpy()))
 
+    def on_train_batch_end(self, batch, logs=None):
+        self._watch_loss(logs, batch + 1)
+
+    def _watch_loss(self, logs: dict[str, Any] | None, step: int | None) -> bool:
+        """Stop training at the first non-finite loss; True if the loss is not finite."""
+        if self.non_finite is not None:
+            return True
+        loss = (logs or {}).get("loss")
+        if loss is None:
+            return False
+        value = float(np.asarray(loss))
+        if math.isfinite(value):
+            return False
+        self.non_finite = (self._epoch, step, value)
+        self.model.stop_training = True
+        return True
+
     def on_epoch_end(self, epoch, logs=None):
+        if self._watch_loss(logs, None):
+            return  # nothing of this epoch is written: the run directory keeps the last good one
         logs = logs if logs is not None else {}
         logs["lr"] = self._lr
         if "sparsity" not in logs:
@@ -470,6 +606,14 @@ def train(
             run_dir, "already_finished", config.epochs, _read_json(run_dir / SUMMARY_FILE)
         )
 
+    state: dict[str, Any] = {"epochs_done": 0, "best_val_accuracy": None, "best_epoch": None}
+    rows: list[dict[str, Any]] = []
+    if status == "partial":  # check what is resumed before the (slow) data loading
+        state = read_checkpoint_state(run_dir / LAST_CKPT)
+        rows = [
+            r for r in read_history(run_dir / HISTORY_FILE) if r["epoch"] <= state["epochs_done"]
+        ]
+
     tf.keras.utils.set_random_seed(config.seed)
     if data is None:
         d = config.data
@@ -477,13 +621,13 @@ def train(
             d.source, d.dir, d.tfds_dir, d.download, d.train_size, d.test_size, seed=0
         )
     log(f"data: {data.describe()}")
-    if status == "new":  # only now that the data is there
-        _start_run_dir(config)
-    state: dict[str, Any] = {"epochs_done": 0, "best_val_accuracy": None, "best_epoch": None}
     if status == "partial":
-        state = read_checkpoint_state(run_dir / LAST_CKPT)
         model = _load_checkpoint(run_dir / LAST_CKPT)
-        log(f"resuming {run_dir} after epoch {state['epochs_done']}")
+        if model.optimizer is None:
+            raise RunError(
+                f"checkpoint {run_dir / LAST_CKPT} holds no optimizer state (saved without the "
+                "optimizer), so the run cannot be resumed exactly; start a new run"
+            )
     else:
         model = build_model(config, data)
     schedule = make_lr_schedule(config, len(data.y_train))
@@ -492,14 +636,20 @@ def train(
             f"the checkpoint's learning-rate schedule does not match the configuration and "
             f"data of {run_dir} (different data size or batch size?)"
         )
+    if status == "new":  # only now that the data is there
+        _start_run_dir(config)
+    else:
+        for path in _remove_stale_temp_files(run_dir):
+            log(f"removed {path} (temporary file of an interrupted write)")
+        log(f"resuming {run_dir} after epoch {state['epochs_done']}")
     start = int(state["epochs_done"])
-    rows = [r for r in read_history(run_dir / HISTORY_FILE) if r["epoch"] <= start]
 
     callbacks: list[tf.keras.callbacks.Callback] = []
     growth = make_delta_growth(config)
     if growth is not None:
         callbacks.append(growth)
-    callbacks.append(RunRecorder(config, schedule, rows, state, stop_after, time_limit, log))
+    recorder = RunRecorder(config, schedule, rows, state, stop_after, time_limit, log)
+    callbacks.append(recorder)
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
         log("warning: the tensorboard package is not installed; no TensorBoard logs written")
     elif config.tensorboard:
@@ -521,12 +671,26 @@ def train(
             verbose=verbose,
         )
     done = int(state.get("epochs_done", start))
+    if recorder.non_finite is not None:
+        raise LossNotFiniteError(_non_finite_message(recorder.non_finite, done, run_dir))
     if done < config.epochs:
         log(f"stopped after epoch {done}/{config.epochs}; continue with: train --resume {run_dir}")
         return RunResult(run_dir, "stopped", done, None)
     summary = _finish(model, config, rows, state)
     log(f"finished {run_dir}: " + json.dumps({k: summary[k] for k in _SUMMARY_HEADLINE}))
     return RunResult(run_dir, "finished", done, summary)
+
+
+def _non_finite_message(where: tuple[int, int | None, float], done: int, run_dir: Path) -> str:
+    epoch, step, value = where
+    kind = "NaN" if math.isnan(value) else "infinite"
+    at = f"epoch {epoch}" + ("" if step is None else f" (step {step})")
+    kept = (
+        f"last good checkpoint: epoch {done} in {run_dir / LAST_CKPT}"
+        if done > 0
+        else "no epoch finished, nothing to resume"
+    )
+    return f"loss became {kind} in {at}; {kept}"
 
 
 _SUMMARY_HEADLINE = ("best_val_accuracy", "best_epoch", "final_sparsity", "final_entropy")
