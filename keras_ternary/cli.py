@@ -2,10 +2,10 @@
 
 Subcommands live in a small registry: :func:`register_subcommand` adds one (name, help,
 a function adding its arguments, a function running it). Modules named in
-:data:`EXTENSION_MODULES` are imported by :func:`main` if they exist; such a module either
+:data:`EXTENSION_MODULES` are imported with this module if they exist; such a module either
 calls :func:`register_subcommand` when imported, or defines ``add_parser(subparsers)`` that
-adds its own subparser with ``set_defaults(func=run)`` (``run(args)`` returns the exit status),
-as ``keras_ternary.export.cli`` does for ``export``.
+adds its own subparser and ``run(args)`` returning the exit status, as
+``keras_ternary.export.cli`` does for ``export`` (see :func:`register_parser_hook`).
 
 Every error a user can cause (bad option, bad config, missing data, unusable run directory)
 ends in one ``error: ...`` line on stderr and exit status 2, without a traceback.
@@ -23,7 +23,14 @@ from dataclasses import dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__all__ = ["EXTENSION_MODULES", "SUBCOMMANDS", "CliError", "main", "register_subcommand"]
+__all__ = [
+    "EXTENSION_MODULES",
+    "SUBCOMMANDS",
+    "CliError",
+    "main",
+    "register_parser_hook",
+    "register_subcommand",
+]
 
 #: Modules imported by :func:`main` (when present) so that they can register subcommands.
 EXTENSION_MODULES: tuple[str, ...] = ("keras_ternary.export.cli",)
@@ -48,8 +55,6 @@ class Subcommand:
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
-#: ``add_parser(subparsers)`` functions of extension modules (see the module docstring).
-PARSER_HOOKS: list[Callable[[argparse._SubParsersAction], object]] = []
 
 
 def register_subcommand(
@@ -348,7 +353,7 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from keras_ternary.sweep import load_sweep, run_sweep
+    from keras_ternary.sweep import SweepStopped, load_sweep, run_sweep
     from keras_ternary.training import run_status
 
     overrides = list(args.set)
@@ -363,12 +368,16 @@ def _run_sweep(args: argparse.Namespace) -> int:
         for run in runs:
             print(f"{run_status(run.config.run_dir):9s} {run.config.run_dir}")
         return 0
-    result = run_sweep(
-        runs,
-        time_limit=None if args.time_limit is None else 60.0 * args.time_limit,
-        verbose=args.verbose,
-        keep_going=not args.stop_on_error,
-    )
+    try:
+        result = run_sweep(
+            runs,
+            time_limit=None if args.time_limit is None else 60.0 * args.time_limit,
+            verbose=args.verbose,
+            keep_going=not args.stop_on_error,
+            sweep_name=name,
+        )
+    except SweepStopped:  # run_sweep reported the failing run on stderr
+        return 1
     return 1 if result.failed else 0
 
 
@@ -462,8 +471,49 @@ register_subcommand(
 )
 
 
-# --------------------------------------------------------------------------- main
+# --------------------------------------------------------------------------- extensions
+class _NameRecorder:
+    """Stands in for argparse's subparsers to learn what an ``add_parser`` hook registers."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        self.calls.append((name, kwargs))
+        return _Parser(prog=name)
+
+
+class _GivenParser:
+    """Stands in for argparse's subparsers, handing a hook the subparser already made."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        return self.parser
+
+
+def register_parser_hook(
+    add_parser: Callable[[argparse._SubParsersAction], object],
+    run: Callable[[argparse.Namespace], int],
+) -> None:
+    """Register the subcommand that ``add_parser(subparsers)`` adds, run by ``run(args)``."""
+    recorder = _NameRecorder()
+    add_parser(recorder)
+    if len(recorder.calls) != 1:
+        raise ValueError(f"{add_parser!r} must add exactly one subcommand")
+    name, kwargs = recorder.calls[0]
+    register_subcommand(
+        name,
+        kwargs.get("help") or name,
+        lambda parser: add_parser(_GivenParser(parser)),
+        run,
+        kwargs.get("description"),
+    )
+
+
 def _load_extensions() -> None:
+    """Import :data:`EXTENSION_MODULES` that exist; register their ``add_parser``/``run``."""
     for module in EXTENSION_MODULES:
         try:
             found = importlib.util.find_spec(module) is not None
@@ -473,11 +523,15 @@ def _load_extensions() -> None:
             continue
         before = set(SUBCOMMANDS)
         extension = importlib.import_module(module)
-        hook = getattr(extension, "add_parser", None)
-        if set(SUBCOMMANDS) == before and callable(hook) and hook not in PARSER_HOOKS:
-            PARSER_HOOKS.append(hook)
+        hook, run = getattr(extension, "add_parser", None), getattr(extension, "run", None)
+        if set(SUBCOMMANDS) == before and callable(hook) and callable(run):
+            register_parser_hook(hook, run)
 
 
+_load_extensions()
+
+
+# --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
     parser = _Parser(
@@ -492,8 +546,6 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_arguments(sub_parser)
         sub_parser.set_defaults(_run=sub.run)
-    for hook in PARSER_HOOKS:
-        hook(subparsers)
     return parser
 
 
@@ -507,7 +559,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return the exit status."""
-    _load_extensions()
     parser = build_parser()
     args = parser.parse_args(argv)
     run = getattr(args, "_run", None) or getattr(args, "func", None)

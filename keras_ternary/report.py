@@ -168,11 +168,21 @@ def _read_history(path: Path) -> list[dict[str, float | None]]:
 
 
 def load_run(path: Path) -> RunRecord | None:
-    """Read one run directory (None if it has no readable config)."""
+    """Read one run directory (None if its config.yaml does not describe a run).
+
+    RunError for a run directory whose files cannot be read (not UTF-8, corrupt history.csv).
+    """
+    from keras_ternary.training import RunError
+
+    config_path = path / "config.yaml"
     try:
-        config = yaml.safe_load((path / "config.yaml").read_text())
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
         config["model"]["quantizer"], config["ternary"]["regime"]  # noqa: B018
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except UnicodeDecodeError as exc:
+        raise RunError(f"{config_path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise RunError(f"cannot read {config_path}: {exc}") from None
+    except (yaml.YAMLError, KeyError, TypeError):
         return None
     summary = None
     if (path / "summary.json").is_file():
@@ -577,7 +587,7 @@ def write_report(
     roots: Iterable[str | Path], out_dir: str | Path, include_partial: bool = False
 ) -> ReportResult:
     """Build every figure and table from the runs under ``roots`` into ``out_dir``."""
-    from keras_ternary.training import atomic_write_text
+    from keras_ternary.training import RunError, atomic_write_text
 
     roots = list(roots)
     out = Path(out_dir)
@@ -588,7 +598,10 @@ def write_report(
             f"{', '.join(map(str, roots))}"
             + ("" if include_partial else " (use --include-partial for unfinished runs)")
         )
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create the report directory {out}: {exc}") from None
     skipped: dict[str, str] = {}
     jobs: list[tuple[tuple[str, ...], Callable[[], str | None]]] = [
         (("fig1",), lambda: figure1(runs, out / "fig1.png")),

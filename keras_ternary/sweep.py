@@ -23,6 +23,7 @@ partial one continues from its last checkpoint.
 from __future__ import annotations
 
 import itertools
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -41,9 +42,13 @@ from keras_ternary.config import (
     resolve_config_path,
 )
 
-__all__ = ["SweepResult", "SweepRun", "expand_sweep", "load_sweep", "run_sweep"]
+__all__ = ["SweepResult", "SweepRun", "SweepStopped", "expand_sweep", "load_sweep", "run_sweep"]
 
 SWEEP_KEYS = ("sweep", "base", "set", "runs", "grid", "description")
+
+
+class SweepStopped(RuntimeError):
+    """``keep_going=False`` and a run failed (already reported on ``error_log``)."""
 
 
 @dataclass
@@ -158,16 +163,23 @@ def run_sweep(
     verbose: int = 2,
     log: Callable[[str], None] = lambda message: print(message, flush=True),
     keep_going: bool = True,
+    sweep_name: str = "sweep",
+    error_log: Callable[[str], None] = lambda message: print(message, file=sys.stderr, flush=True),
 ) -> SweepResult:
     """Train ``runs`` one after the other in this process.
 
     Finished runs (``summary.json`` present) are skipped, partial ones resumed. With
     ``time_limit`` (seconds, whole sweep) the current run stops at the end of the epoch that
     crosses the limit and later runs are left pending. A run that raises is reported and,
-    with ``keep_going``, the sweep continues with the next one.
+    with ``keep_going``, the sweep continues with the next one; otherwise :class:`SweepStopped`
+    is raised. A user error (bad config, missing data, unusable run directory) is reported as
+    one ``error: sweep S: run R: ...`` line through ``error_log`` (stderr); any other error
+    also logs its traceback.
     """
-    from keras_ternary.training import run_status
+    from keras_ternary.data import DataError
+    from keras_ternary.training import RunError, run_status
 
+    user_errors = (ConfigError, DataError, RunError)
     if train_fn is None:
         from keras_ternary.training import train as train_fn
     result = SweepResult()
@@ -194,10 +206,14 @@ def run_sweep(
             raise
         except Exception as exc:  # one failing run must not lose the rest of the sweep
             log(f"{header}: FAILED: {exc}")
-            log(traceback.format_exc(limit=3))
+            if isinstance(exc, user_errors):  # the reason is the whole story: one line
+                error_log(f"error: sweep {sweep_name}: run {run.name}: {exc}")
+            else:
+                error_log(f"error: sweep {sweep_name}: run {run.name}: {type(exc).__name__}: {exc}")
+                log(traceback.format_exc(limit=3))
             result.failed.append(run.name)
             if not keep_going:
-                raise
+                raise SweepStopped(str(exc)) from exc
             continue
         finally:
             _clear_session()
