@@ -395,8 +395,6 @@ API_CASES: tuple[ApiCase, ...] = (
         ),
         kconfig.ConfigError,
         ("optimizer",),
-        xfail="training (keras_ternary/config.py): float strings bypass the finiteness "
-        "check of _coerce, so lr 'inf' is accepted",
     ),
     ApiCase(
         "config-paper-epochs-inf",
@@ -405,8 +403,6 @@ API_CASES: tuple[ApiCase, ...] = (
         lambda: kconfig.config_from_dict({"paper_epochs": "inf"}),
         kconfig.ConfigError,
         ("paper_epochs",),
-        xfail="training (keras_ternary/config.py): paper_epochs 'inf' is accepted "
-        "(time_scale = inf)",
     ),
 )
 

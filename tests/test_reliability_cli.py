@@ -85,8 +85,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "config file is not UTF-8 text",
         "train --config {ws}/cfg/binary.yaml --out {ws}/o",
         ["cannot read config"],
-        xfail="training (keras_ternary/config.py): UnicodeDecodeError escapes load_mapping "
-        "(traceback)",
     ),
     _c(
         "train-config-yaml-syntax",
@@ -94,8 +92,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "YAML syntax error",
         "train --config {ws}/cfg/syntax.yaml --out {ws}/o",
         ["cannot read config", "syntax.yaml"],
-        xfail="training (keras_ternary/config.py): the YAML parser's message spans 5 lines; "
-        "print one line (problem and line/column)",
     ),
     _c(
         "train-config-toml-syntax",
@@ -188,7 +184,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "--paper-epochs inf",
         f"train {_TINY} --paper-epochs inf",
         ["paper_epochs"],
-        xfail="training (keras_ternary/config.py): 'inf' is accepted (time_scale = inf)",
     ),
     _c(
         "train-lr-count",
@@ -211,8 +206,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "--out is an existing file",
         f"train {_TINY} --out {{ws}}/afile",
         ["{ws}/afile"],
-        xfail="training (keras_ternary/training.py): NotADirectoryError escapes "
-        "_prepare_run_dir (traceback)",
     ),
     _c(
         "train-out-under-file",
@@ -220,7 +213,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "--out below a regular file",
         f"train {_TINY} --out {{ws}}/afile/run",
         ["{ws}/afile"],
-        xfail="training (keras_ternary/training.py): NotADirectoryError escapes (traceback)",
     ),
     _c(
         "train-out-not-run",
@@ -263,8 +255,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "--resume, config.yaml not UTF-8",
         "train --resume {ws}/runs/cfg_binary",
         ["config.yaml"],
-        xfail="training (keras_ternary/training.py): UnicodeDecodeError escapes "
-        "load_run_config (traceback)",
     ),
     _c(
         "train-resume-ckpt-truncated",
@@ -286,8 +276,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "--resume, last.h5 has the run state but no optimizer (saved without it)",
         "train --resume {ws}/runs/ckpt_no_optimizer",
         ["last.h5", "optimizer"],
-        xfail="training (keras_ternary/training.py): AttributeError ('NoneType' object has no "
-        "attribute 'get_config') in _optimizer_schedule_config (traceback)",
     ),
     _c(
         "train-resume-state-garbage",
@@ -295,7 +283,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "--resume, run state lacks epochs_done",
         "train --resume {ws}/runs/state_garbage",
         ["last.h5"],
-        xfail="training (keras_ternary/training.py): KeyError 'epochs_done' (traceback)",
     ),
     _c(
         "train-resume-history-garbage",
@@ -303,7 +290,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "--resume, history.csv corrupt",
         "train --resume {ws}/runs/history_garbage",
         ["history.csv"],
-        xfail="training (keras_ternary/training.py): KeyError 'epoch' in read_history (traceback)",
     ),
     # --- train: data -------------------------------------------------------------------------
     _c(
@@ -349,7 +335,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "sweep file is not UTF-8 text",
         "sweep {ws}/cfg/binary.yaml",
         ["cannot read config"],
-        xfail="training (keras_ternary/config.py): UnicodeDecodeError escapes (traceback)",
     ),
     _c(
         "sweep-unknown-key",
@@ -378,8 +363,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "a run's data directory does not exist",
         "sweep {ws}/cfg/sweep_ok.yaml --out-root {ws}/sweeps --data-dir {ws}/nothere",
         ["CIFAR-10 was not found"],
-        xfail="training (keras_ternary/sweep.py): a run failing on a user error prints "
-        "'FAILED' plus a Python traceback on stdout, nothing on stderr",
     ),
     # --- report -------------------------------------------------------------------------------
     _c(
@@ -402,8 +385,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "a finished run's history.csv is corrupt",
         "report {ws}/reports/history_garbage --out {ws}/rep",
         ["history.csv"],
-        xfail="training (keras_ternary/report.py): ValueError from read_history escapes "
-        "(traceback)",
     ),
     _c(
         "report-config-binary",
@@ -411,7 +392,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "a run's config.yaml is not UTF-8 text",
         "report {ws}/reports/config_binary --out {ws}/rep",
         ["config.yaml"],
-        xfail="training (keras_ternary/report.py): UnicodeDecodeError escapes load_run (traceback)",
     ),
     _c(
         "report-out-file",
@@ -419,8 +399,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "--out is an existing file",
         "report {ws}/reports/ok --out {ws}/afile",
         ["{ws}/afile"],
-        xfail="training (keras_ternary/report.py): FileExistsError escapes write_report "
-        "(traceback)",
     ),
     # --- quickstart --------------------------------------------------------------------------
     _c(
@@ -429,7 +407,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "--out is an existing file",
         "quickstart --out {ws}/afile",
         ["{ws}/afile"],
-        xfail="training (keras_ternary/training.py): NotADirectoryError escapes (traceback)",
     ),
     _c(
         "quickstart-out-not-run",
@@ -910,11 +887,6 @@ def test_case_ids_are_unique():
     assert len(ids) == len(set(ids))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="training (keras_ternary/cli.py): the export helper's `export` subcommand is not "
-    "registered (export.cli offers add_parser/run, cli.py expects register_subcommand)",
-)
 def test_export_subcommand_registered():
     assert export_registered()
 
@@ -959,7 +931,6 @@ def _expected_mode() -> int:
 _MODE_XFAIL = "files are created with tempfile.mkstemp (mode 0600) and keep that mode"
 
 
-@pytest.mark.xfail(strict=True, reason=f"training (keras_ternary/training.py): {_MODE_XFAIL}")
 def test_training_outputs_respect_umask(tmp_path):
     training.atomic_write_text(tmp_path / "history.csv", "epoch\n")
     training.atomic_save_model(tiny_ternary_model(), tmp_path / "model.h5", False)
