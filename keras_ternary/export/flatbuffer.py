@@ -12,10 +12,14 @@ shows whether ternary kernels were stored as int8 or as float32.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import struct
 from dataclasses import dataclass
 
 import numpy as np
+
+from keras_ternary.export.fold import ExportError
 
 __all__ = ["WeightTensor", "add_metadata", "read_metadata", "read_weight_tensors", "schema"]
 
@@ -29,6 +33,7 @@ _NUMPY_TYPES = {
     "INT32": np.int32,
     "INT64": np.int64,
 }
+FILE_IDENTIFIER = b"TFL3"
 WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "CONV_3D", "TRANSPOSE_CONV")
 
 
@@ -98,13 +103,19 @@ def read_weight_tensors(tflite: bytes | str | os.PathLike) -> list[WeightTensor]
         tflite: the flatbuffer bytes or a path to a .tflite file.
     """
     buf = _read(tflite)
+    with _decoding(tflite):
+        return _weight_tensors(_model(buf), buf)
+
+
+def _weight_tensors(model, buf: bytes) -> list[WeightTensor]:
     s = schema()
-    model = s.Model.GetRootAs(buf, 0)
     op_names = _names(s.BuiltinOperator)
     type_names = _names(s.TensorType)
     graph = model.Subgraphs(0)
     out = []
-    for i in range(graph.OperatorsLength()):
+    if graph is None:
+        raise ExportError("the model has no subgraph")
+    for i in range(_length(graph.OperatorsLength(), buf)):
         op = graph.Operators(i)
         code = model.OperatorCodes(op.OpcodeIndex())
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
@@ -167,13 +178,45 @@ def _text(value) -> str:
 def read_metadata(tflite: bytes | str | os.PathLike, name: str) -> bytes | None:
     """The payload of metadata entry ``name``, or None if the model has none."""
     buf = _read(tflite)
-    model = schema().Model.GetRootAs(buf, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if _text(entry.Name() or b"") == name:
-            data = _buffer_data(model, buf, entry.Buffer(), np.uint8)
-            return b"" if data is None else data.tobytes()
+    with _decoding(tflite):
+        model = _model(buf)
+        for i in range(_length(model.MetadataLength(), buf)):
+            entry = model.Metadata(i)
+            if _text(entry.Name() or b"") == name:
+                data = _buffer_data(model, buf, entry.Buffer(), np.uint8)
+                return b"" if data is None else data.tobytes()
     return None
+
+
+def _source(tflite: bytes | str | os.PathLike) -> str:
+    return "the .tflite data" if isinstance(tflite, bytes | bytearray) else os.fspath(tflite)
+
+
+def _model(buf: bytes):
+    """The flatbuffer root ``Model`` of ``buf`` after checking the ``TFL3`` file identifier."""
+    if len(buf) < 8 or buf[4:8] != FILE_IDENTIFIER:
+        raise ExportError("not a TFLite model (no TFL3 file identifier)")
+    return schema().Model.GetRootAs(buf, 0)
+
+
+def _length(n: int, buf: bytes) -> int:
+    """A vector length read from the file; a damaged one may not exceed the buffer."""
+    if not 0 <= n <= len(buf) // 4:
+        raise ExportError(f"corrupt TFLite model: vector length {n} exceeds the file")
+    return n
+
+
+@contextlib.contextmanager
+def _decoding(tflite: bytes | str | os.PathLike):
+    """Turn the errors a damaged flatbuffer raises while being decoded into ExportError."""
+    try:
+        yield
+    except ExportError as exc:
+        raise ExportError(f"cannot read {_source(tflite)}: {exc}") from exc
+    except (struct.error, IndexError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise ExportError(
+            f"cannot read {_source(tflite)}: corrupt TFLite model ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 def _read(tflite: bytes | str | os.PathLike) -> bytes:

@@ -27,7 +27,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ternary.export.coding import (
-    SymbolError,
     decode_ans,
     encode_ans,
     from_symbols,
@@ -304,18 +303,74 @@ def read_header(data: bytes) -> tuple[dict, bytes]:
     return meta, payload
 
 
-def _decode_tensors(meta: dict, payload: bytes) -> list[np.ndarray]:
-    entries = meta["tensors"]
-    coded = [e for e in entries if e["encoding"] != "raw"]
-    ans = [e for e in coded if e["encoding"] == "ans"]
+#: dtypes a stored tensor may have (little-endian; what :func:`pack` writes for Keras weights)
+DTYPES = ("<f2", "<f4", "<f8", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "|b1")
+_ENCODINGS = ("raw", "ans", "2bit")
+
+
+def _int(value, what: str) -> int:
+    """``value`` as a non-negative int (JSON integers only), else PackedFormatError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PackedFormatError(f"corrupt file: {what} must be a non-negative integer")
+    return value
+
+
+def _span(start, length, payload_size: int, what: str) -> tuple[int, int]:
+    """A checked ``(start, length)`` byte range lying inside the payload."""
+    start, length = _int(start, f"{what} offset"), _int(length, f"{what} length")
+    if start + length > payload_size:
+        raise PackedFormatError(f"corrupt file: {what} lies outside the payload")
+    return start, length
+
+
+def _check_entries(meta: dict, payload_size: int, shapes: list[tuple[int, ...]]) -> list[dict]:
+    """Validate the tensor entries against the model's weight shapes and the payload size.
+
+    Checks types, the dtype allow-list, shapes, symbol counts and that every byte range
+    lies inside the payload, so that decoding cannot fail on a metadata value.
+    """
+    entries = meta.get("tensors")
+    if not isinstance(entries, list) or len(entries) != len(shapes):
+        raise PackedFormatError("the stored tensors do not match the model's weights")
+    for position, (e, shape) in enumerate(zip(entries, shapes, strict=True)):
+        if not isinstance(e, dict):
+            raise PackedFormatError(f"corrupt file: tensor entry {position} is not a mapping")
+        name = e.get("name")
+        what = f"tensor {name!r}" if isinstance(name, str) else f"tensor {position}"
+        if not isinstance(name, str):
+            raise PackedFormatError(f"corrupt file: {what} has no name")
+        if e.get("index") != position or isinstance(e.get("index"), bool):
+            raise PackedFormatError(f"corrupt file: {what} has index {e.get('index')!r}")
+        stored = e.get("shape")
+        if not isinstance(stored, list) or [_int(d, f"{what} shape") for d in stored] != list(
+            shape
+        ):
+            raise PackedFormatError(f"{what}: shape {stored!r} does not match the model {shape}")
+        if e.get("dtype") not in DTYPES:
+            raise PackedFormatError(f"corrupt file: {what} has dtype {e.get('dtype')!r}")
+        encoding = e.get("encoding")
+        if encoding not in _ENCODINGS:
+            raise PackedFormatError(f"{what}: unknown encoding {encoding!r}")
+        if encoding != "raw":
+            counts = e.get("counts")
+            if not isinstance(counts, list) or len(counts) != 3:
+                raise PackedFormatError(f"corrupt file: {what} has no 3 symbol counts")
+            if sum(_int(c, f"{what} counts") for c in counts) != int(np.prod(shape)):
+                raise PackedFormatError(f"{what}: counts do not match its shape")
+        if encoding != "ans":
+            _span(e.get("offset"), e.get("length"), payload_size, what)
+    if any(e["encoding"] == "ans" for e in entries):
+        _span(meta.get("coded_offset"), meta.get("coded_length"), payload_size, "ANS stream")
+    return entries
+
+
+def _decode_tensors(entries: list[dict], meta: dict, payload: bytes) -> list[np.ndarray]:
+    """Decode the payload; ``entries`` are checked by :func:`_check_entries`."""
+    ans = [e for e in entries if e["encoding"] == "ans"]
     values: dict[int, np.ndarray] = {}
     if ans:
-        start, length = int(meta["coded_offset"]), int(meta["coded_length"])
-        counts = [[int(c) for c in e["counts"]] for e in ans]
-        for e, c in zip(ans, counts, strict=True):
-            if sum(c) != int(np.prod(e["shape"])):
-                raise PackedFormatError(f"tensor {e['name']!r}: counts do not match its shape")
-        symbols = decode_ans(payload[start : start + length], counts)
+        start, length = meta["coded_offset"], meta["coded_length"]
+        symbols = decode_ans(payload[start : start + length], [e["counts"] for e in ans])
         for e, s in zip(ans, symbols, strict=True):
             values[e["index"]] = from_symbols(s, e["shape"], np.dtype(e["dtype"]))
     for e in entries:
@@ -323,17 +378,15 @@ def _decode_tensors(meta: dict, payload: bytes) -> list[np.ndarray]:
         if e["encoding"] == "2bit":
             chunk = payload[e["offset"] : e["offset"] + e["length"]]
             s = unpack_2bit(chunk, n)
-            if symbol_counts(s) != [int(c) for c in e["counts"]]:
+            if symbol_counts(s) != e["counts"]:
                 raise PackedFormatError(f"tensor {e['name']!r}: 2-bit data contradicts its counts")
             values[e["index"]] = from_symbols(s, e["shape"], np.dtype(e["dtype"]))
         elif e["encoding"] == "raw":
             dtype = np.dtype(e["dtype"])
             chunk = payload[e["offset"] : e["offset"] + e["length"]]
-            if len(chunk) != n * dtype.itemsize or e["length"] != len(chunk):
+            if len(chunk) != n * dtype.itemsize:
                 raise PackedFormatError(f"tensor {e['name']!r}: raw data has the wrong length")
             values[e["index"]] = np.frombuffer(chunk, dtype).reshape(e["shape"]).copy()
-        elif e["encoding"] != "ans":
-            raise PackedFormatError(f"tensor {e['name']!r}: unknown encoding {e['encoding']!r}")
     return [values[e["index"]] for e in entries]
 
 
@@ -350,12 +403,15 @@ def unpack(path: str | os.PathLike) -> tf.keras.Model:
         data = f.read()
     meta, payload = read_header(data)
     try:
-        arrays = _decode_tensors(meta, payload)
         model = tf.keras.models.model_from_json(json.dumps(meta["model_config"]))
-    except (KeyError, TypeError, SymbolError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PackedFormatError(f"corrupt file: cannot rebuild the model: {exc}") from exc
+    entries = _check_entries(meta, len(payload), [tuple(w.shape) for w in model.weights])
+    try:
+        arrays = _decode_tensors(entries, meta, payload)
+    except PackedFormatError:
+        raise
+    except ValueError as exc:  # SymbolError, or constriction rejecting a damaged stream
         raise PackedFormatError(f"corrupt file: {exc}") from exc
-    expected = [tuple(w.shape) for w in model.weights]
-    if expected != [a.shape for a in arrays]:
-        raise PackedFormatError("the stored tensors do not match the model's weights")
     model.set_weights(arrays)
     return model
