@@ -63,7 +63,14 @@ def load_representative(spec: str, input_shape: tuple[int, ...]):
     if spec.endswith(".npy"):
         if not os.path.isfile(spec):
             raise ExportError(f"representative file not found: {spec}")
-        x = np.load(spec, allow_pickle=False).astype(np.float32)
+        try:
+            x = np.asarray(np.load(spec, allow_pickle=False), np.float32)
+        except (OSError, ValueError, EOFError, TypeError) as exc:
+            detail = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
+            raise ExportError(
+                f"cannot read representative file {spec}: not a valid .npy array"
+                + (f" ({detail})" if detail else "")
+            ) from exc
     else:
         from keras_ternary import data as kd
 
@@ -104,8 +111,28 @@ def _load_model(path: str):
     try:
         return tf.keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for unreadable files
+        if _weights_only(path):
+            raise ExportError(
+                f"cannot load model {path}: the file holds only weights (saved with "
+                "save_weights); save the whole model with model.save(...)"
+            ) from exc
         first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
         raise ExportError(f"cannot load model {path}: {first}") from exc
+
+
+def _weights_only(path: str) -> bool:
+    """True if ``path`` is an HDF5 file without a model config (``save_weights`` output)."""
+    import h5py
+
+    try:
+        if not h5py.is_hdf5(path):
+            return False
+        with h5py.File(path, "r") as f:
+            return "model_config" not in f.attrs and (
+                "layer_names" in f.attrs or "model_weights" in f
+            )
+    except Exception:  # noqa: BLE001 - unreadable: not recognisably a weights file
+        return False
 
 
 def _export(args) -> dict:

@@ -91,19 +91,40 @@ class Agreement:
     tflite_accuracy: float | None = None
 
 
+def file_mode() -> int:
+    """Permission bits of a newly created file under the current umask (``0o666 & ~umask``)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory.
+
+    The file gets the mode a plain ``open(path, "wb")`` would give (umask respected).
+
+    Raises:
+        ExportError: the directory is missing, ``path`` is a directory, or writing failed;
+            the message names ``path``, never the temporary file.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    if not os.path.isdir(directory):
+        raise ExportError(f"cannot write {path}: directory {directory} does not exist")
+    if os.path.isdir(path):
+        raise ExportError(f"cannot write {path}: it is a directory")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 def _representative(
