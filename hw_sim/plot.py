@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 
 from hw_sim.accelerators import COMPONENTS
-from hw_sim.errors import HwSimError
+from hw_sim.profile import write_atomic
 from hw_sim.report import reports_of
 
 __all__ = ["plot_energy"]
 
 
 def plot_energy(result: dict, path: str) -> None:
-    """Write a PNG of energy (nJ) per layer, stacked by component; atomic replace."""
+    """Write a PNG of energy (nJ) per layer, stacked by component; atomic replace.
+
+    Raises:
+        HwSimError: ``path`` cannot be written (its directory is missing, ...).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,15 +39,9 @@ def plot_energy(result: dict, path: str) -> None:
         ax.set_title(f"{rep['model']} on {rep['title']}: {total:,.2f} µJ per inference")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(fd)
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise HwSimError(f"cannot write plot {path}: {exc.strerror or exc}") from None
+        fig.savefig(buffer, format="png", dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, buffer.getvalue())

@@ -61,19 +61,42 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _write_atomic(path: str, text: str) -> None:
+def _check_output(path: str) -> None:
+    """Refuse an output path whose directory is missing or that names a directory."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise HwSimError(f"cannot write {path}: directory does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hw_sim-", suffix=".tmp")
+    if os.path.isdir(path):
+        raise HwSimError(f"cannot write {path}: it is a directory")
+
+
+def _file_mode() -> int:
+    """Permission bits of a newly created file under the current umask (``0o666 & ~umask``)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_atomic(path: str, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``; umask respected.
+
+    Raises:
+        HwSimError: naming ``path`` (never the temporary file) if it cannot be written.
+    """
+    _check_output(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hw_sim-", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except OSError as exc:
         raise HwSimError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -104,6 +127,9 @@ def run(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.plot and not args.plot.lower().endswith(".png"):
         raise HwSimError(f"--plot needs a .png file name, got {args.plot!r}")
+    for path in (args.plot, args.out):  # before the (slow) model load; nothing half-written
+        if path:
+            _check_output(path)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from hw_sim.analysis import profile, to_graph
     from hw_sim.report import to_csv, to_json, to_table
@@ -121,7 +147,7 @@ def run(argv: list[str] | None = None) -> int:
 
         plot_energy(result, args.plot)
     if args.out:
-        _write_atomic(args.out, text)
+        write_atomic(args.out, text)
     else:
         sys.stdout.write(text)
     return 0

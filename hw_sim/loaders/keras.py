@@ -17,7 +17,7 @@ import numpy as np
 from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph, Op, Quantizer, conv_output_size, same_padding
 
-__all__ = ["SUFFIXES", "from_keras_model", "load"]
+__all__ = ["SUFFIXES", "from_keras_model", "load", "tensor_precision"]
 
 SUFFIXES = (".h5", ".hdf5", ".keras")
 
@@ -185,8 +185,11 @@ def _activation_name(activation, layer) -> str:
     return _ACTIVATION_NAMES[name]
 
 
-def _tensor_precision(op: Op, inputs: list[str], precisions: dict[str, str]) -> str:
-    """Precision of the tensor an op produces (see :mod:`hw_sim.ir`)."""
+def tensor_precision(op: Op, inputs: list[str], precisions: dict[str, str]) -> str:
+    """Precision of the tensor an op produces (see :mod:`hw_sim.ir`).
+
+    Shared by the .tflite loader so both loaders give the same IR precisions.
+    """
     if op.kind in ("conv2d", "dense"):
         integer_in = op.act_precision in ("ternary", "binary", "int8")
         integer_w = op.weight_precision in ("ternary", "binary", "int8")
@@ -199,6 +202,9 @@ def _tensor_precision(op: Op, inputs: list[str], precisions: dict[str, str]) -> 
     if op.kind == "add" and all(precisions[n] == "int32" for n in inputs):
         return "int32"
     return "float32"
+
+
+_tensor_precision = tensor_precision  # former private name, kept for callers
 
 
 def _pair(value) -> tuple[int, int]:
@@ -441,7 +447,7 @@ def from_keras_model(model, source: str = "") -> Graph:
             if op is None:
                 alias[layer.name] = inputs[0]
                 continue
-            op.out_precision = _tensor_precision(op, inputs, precisions)
+            op.out_precision = tensor_precision(op, inputs, precisions)
         ops.append(op)
         shapes[op.name] = op.output_shape
         precisions[op.name] = op.out_precision

@@ -173,10 +173,10 @@ class _Builder:
     """Turns TFLite operators into IR ops, unfolding what the exporter folded."""
 
     def __init__(self, reader: _Reader, meta: dict | None):
-        from hw_sim.loaders.keras import _tensor_precision
+        from hw_sim.loaders.keras import tensor_precision
 
         self.r, self.meta = reader, meta
-        self.tensor_precision = _tensor_precision
+        self.tensor_precision = tensor_precision
         self.ops: list[Op] = []
         self.alias: dict[int, str] = {}  # tflite tensor -> IR op name
         self.precision: dict[str, str] = {}
