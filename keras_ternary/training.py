@@ -20,7 +20,12 @@ A run directory holds::
 Every file is written to a temporary name and moved into place with ``os.replace``, so an
 interrupted run never leaves a half-written file. ``resume=True`` reloads the last checkpoint
 (weights, Adam state and step counter, hence the same learning rate) and continues at the next
-epoch; Δ is a function of the epoch (:class:`keras_ternary.DeltaGrowth`), so it continues too.
+epoch; Δ is a function of the epoch (:class:`keras_ternary.DeltaGrowth`), so it continues too;
+it also deletes temporary files a killed process left behind.
+
+A loss that becomes NaN or infinite stops training at once: nothing of that epoch is written
+(``history.csv`` and ``checkpoints/last.h5`` stay at the last good epoch, no ``model.h5`` or
+``summary.json``) and :class:`LossNotFiniteError` names the epoch, step and checkpoint.
 """
 
 from __future__ import annotations
