@@ -51,20 +51,6 @@ FUZZ = settings(
 )
 
 
-_X_PACKED = (
-    "export (keras_ternary/export/packed.py unpack): metadata that passes the checksums but "
-    "holds a wrong value (e.g. a mapping as a tensor dtype) raises numpy's ValueError/"
-    "TypeError instead of PackedFormatError"
-)
-_X_TFLITE = (
-    "export (keras_ternary/export/flatbuffer.py): read_weight_tensors/read_metadata raise "
-    "struct.error/IndexError/TypeError on a damaged .tflite instead of ExportError"
-)
-_X_NPY = (
-    "export (keras_ternary/export/cli.py load_representative): numpy's ValueError/EOFError "
-    "on a damaged .npy instead of ExportError"
-)
-
 #: (loader, input, project error, pending fix) for docs/errors.md
 LOADERS: tuple[tuple[str, str, str, str | None], ...] = (
     ("keras_ternary.data.decode_cifar10_records", "CIFAR-10 record bytes", "DataError", None),
@@ -81,14 +67,14 @@ LOADERS: tuple[tuple[str, str, str, str | None], ...] = (
     ("keras_ternary.training.read_history", "history.csv", "RunError", None),
     ("keras_ternary.training.read_checkpoint_state", "checkpoint .h5", "RunError", None),
     ("keras_ternary.export.read_header / unpack", "packed file", "PackedFormatError", None),
-    ("keras_ternary.export.unpack", "packed file, valid checksums", "PackedFormatError", _X_PACKED),
+    ("keras_ternary.export.unpack", "packed file, valid checksums", "PackedFormatError", None),
     (
         "keras_ternary.export.read_weight_tensors / read_metadata",
         ".tflite",
         "ExportError",
-        _X_TFLITE,
+        None,
     ),
-    ("keras_ternary.export.cli.load_representative", "calibration .npy", "ExportError", _X_NPY),
+    ("keras_ternary.export.cli.load_representative", "calibration .npy", "ExportError", None),
     ("hw_sim.load_graph", ".h5 (random, truncated) and .keras", "HwSimError", None),
     ("hw_sim.technology.load_tech", "technology YAML/JSON", "HwSimError", None),
 )
@@ -391,10 +377,6 @@ def _json_paths(node, prefix=()) -> list[tuple]:
     return paths
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=_X_PACKED,
-)
 @FUZZ
 @given(data=st.data())
 def test_packed_metadata_with_valid_checksums(tmp_path_factory, data):
@@ -418,10 +400,6 @@ def test_packed_metadata_with_valid_checksums(tmp_path_factory, data):
 
 
 # --------------------------------------------------------------------------- TFLite / .npy
-@pytest.mark.xfail(
-    strict=True,
-    reason=_X_TFLITE,
-)
 @FUZZ
 @given(data=st.data())
 def test_tflite_flatbuffer(data):
@@ -430,10 +408,6 @@ def test_tflite_flatbuffer(data):
     clean(lambda: read_metadata(raw, "keras_ternary"), ExportError)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=_X_NPY,
-)
 @FUZZ
 @given(data=st.data())
 def test_representative_npy(tmp_path_factory, data):

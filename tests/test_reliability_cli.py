@@ -61,7 +61,6 @@ def _c(id_, cli, what, argv, fragments, xfail=None, forbid=()):
 
 
 _TINY = "--config {ws}/tiny.yaml"
-_TEMP_NAME = "names the temporary file instead of the user's path"
 
 CLI_CASES: tuple[CliCase, ...] = (
     # --- train: configuration files ----------------------------------------------------
@@ -471,8 +470,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "weights-only .h5 (save_weights)",
         "export {ws}/m/weights_only.h5 --to packed --out {ws}/x.tkp",
         ["weights"],
-        xfail="export (keras_ternary/export/cli.py): 'No model config found in the file at "
-        "<tensorflow.python.platform.gfile.GFile object at 0x...>'",
         forbid=("object at 0x",),
     ),
     _c(
@@ -481,7 +478,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "--out in a missing directory",
         "export {ws}/m/ternary.h5 --to packed --out {ws}/nothere/x.tkp",
         ["{ws}/nothere/x.tkp"],
-        xfail=f"export (keras_ternary/export/tflite.py write_atomic): the message {_TEMP_NAME}",
         forbid=(".tmp",),
     ),
     _c(
@@ -490,7 +486,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "--out is a directory",
         "export {ws}/m/ternary.h5 --to packed --out {ws}/cfg",
         ["{ws}/cfg"],
-        xfail=f"export (keras_ternary/export/tflite.py write_atomic): the message {_TEMP_NAME}",
         forbid=(".tmp",),
     ),
     _c(
@@ -515,8 +510,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "export {ws}/m/ternary.h5 --to tflite --out {ws}/x.tflite --representative "
         "{ws}/m/corrupt.npy",
         ["corrupt.npy"],
-        xfail="export (keras_ternary/export/cli.py): numpy's 'we only support format version "
-        "...' without the file name",
     ),
     _c(
         "export-representative-shape",
@@ -647,8 +640,6 @@ CLI_CASES: tuple[CliCase, ...] = (
         "--plot in a missing directory",
         "{ws}/m/ternary.h5 --plot {ws}/nothere/e.png",
         ["{ws}/nothere/e.png"],
-        xfail=f"hw_sim (hw_sim/plot.py): the message {_TEMP_NAME} and exits 1 via the "
-        "'unexpected error' path",
     ),
     _c(
         "hw-format",
@@ -928,9 +919,6 @@ def _expected_mode() -> int:
     return 0o666 & ~umask
 
 
-_MODE_XFAIL = "files are created with tempfile.mkstemp (mode 0600) and keep that mode"
-
-
 def test_training_outputs_respect_umask(tmp_path):
     training.atomic_write_text(tmp_path / "history.csv", "epoch\n")
     training.atomic_save_model(tiny_ternary_model(), tmp_path / "model.h5", False)
@@ -938,7 +926,6 @@ def test_training_outputs_respect_umask(tmp_path):
     assert modes == {"history.csv": _expected_mode(), "model.h5": _expected_mode()}
 
 
-@pytest.mark.xfail(strict=True, reason=f"export (keras_ternary/export/tflite.py): {_MODE_XFAIL}")
 def test_export_output_respects_umask(ws: Path, tmp_path, capsys):
     out = tmp_path / "model.tkp"
     status = run_main(
@@ -949,7 +936,6 @@ def test_export_output_respects_umask(ws: Path, tmp_path, capsys):
     assert stat.S_IMODE(out.stat().st_mode) == _expected_mode()
 
 
-@pytest.mark.xfail(strict=True, reason=f"hw_sim (hw_sim/profile.py _write_atomic): {_MODE_XFAIL}")
 def test_hw_sim_output_respects_umask(ws: Path, tmp_path, capsys):
     out = tmp_path / "profile.json"
     status = run_main(
