@@ -95,10 +95,8 @@ def load(path: str) -> Graph:
     return from_keras_model(model, source=path)
 
 
-def _input_quantizer(q, layer) -> Quantizer | None:
-    """Describe a layer's input (activation) quantizer as data."""
-    if q is None:
-        return None
+def _known_quantizer(q) -> Quantizer | None:
+    """Describe a ternary (keras_ternary Ternary, larq SteTern) or sign quantizer as data."""
     cls = type(q).__name__
     if cls == "Ternary":
         return Quantizer("ternary", delta=float(q.delta), clip_value=q.clip_value)
@@ -109,6 +107,17 @@ def _input_quantizer(q, layer) -> Quantizer | None:
             twn=bool(q.ternary_weight_networks),
             clip_value=q.clip_value,
         )
+    return None
+
+
+def _input_quantizer(q, layer) -> Quantizer | None:
+    """Describe a layer's input (activation) quantizer as data."""
+    if q is None:
+        return None
+    known = _known_quantizer(q)
+    if known is not None:
+        return known
+    cls = type(q).__name__
     if cls in _SIGN_QUANTIZERS - {"MagnitudeAwareSign"}:
         return Quantizer("sign", clip_value=getattr(q, "clip_value", None))
     name = getattr(q, "__name__", cls)
@@ -123,17 +132,13 @@ def _input_quantizer(q, layer) -> Quantizer | None:
 def _kernel_quantizer(q, layer) -> Quantizer | None:
     if q is None:
         return None
-    cls = type(q).__name__
-    if cls == "Ternary":
-        return Quantizer("ternary", delta=float(q.delta), clip_value=q.clip_value)
-    if cls == "SteTern":
-        return Quantizer(
-            "ste_tern",
-            delta=float(q.threshold_value),
-            twn=bool(q.ternary_weight_networks),
-            clip_value=q.clip_value,
-        )
-    if cls in _SIGN_QUANTIZERS or getattr(q, "__name__", "") in ("ste_sign", "approx_sign"):
+    known = _known_quantizer(q)
+    if known is not None:
+        return known
+    if type(q).__name__ in _SIGN_QUANTIZERS or getattr(q, "__name__", "") in (
+        "ste_sign",
+        "approx_sign",
+    ):
         return Quantizer("sign", clip_value=getattr(q, "clip_value", None))
     return None  # unknown quantizer: precision is inferred from its output values
 
