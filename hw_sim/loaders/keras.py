@@ -95,6 +95,22 @@ def load(path: str) -> Graph:
     return from_keras_model(model, source=path)
 
 
+def _compute_fields(layer, tf, cfg: dict, in_prec: str) -> dict:
+    """The Op fields a conv2d and a dense share: kernel, quantizers, bias, activation."""
+    weights, wprec, scale = _quantize_kernel(layer, tf)
+    iq = _input_quantizer(getattr(layer, "input_quantizer", None), layer)
+    return {
+        "act_precision": iq.precision if iq else in_prec,
+        "weights": weights,
+        "weight_precision": wprec,
+        "weight_scale": scale,
+        "bias": layer.bias.numpy().astype(np.float32) if cfg.get("use_bias") else None,
+        "kernel_quantizer": _kernel_quantizer(getattr(layer, "kernel_quantizer", None), layer),
+        "input_quantizer": iq,
+        "activation": _activation_name(layer.activation, layer),
+    }
+
+
 def _known_quantizer(q) -> Quantizer | None:
     """Describe a ternary (keras_ternary Ternary, larq SteTern) or sign quantizer as data."""
     cls = type(q).__name__
@@ -249,28 +265,20 @@ def _convert_layer(layer, inputs: list[str], shapes: dict, precisions: dict, tf)
             raise unsupported("dilated or grouped convolutions are not supported")
         if len(in_shape) != 3:
             raise unsupported(f"expected an (H, W, C) input, got shape {in_shape}")
-        weights, wprec, scale = _quantize_kernel(layer, tf)
+        fields = _compute_fields(layer, tf, cfg, in_prec)
         strides = _pair(cfg["strides"])
-        kernel = (int(weights.shape[0]), int(weights.shape[1]))
+        kernel = (int(fields["weights"].shape[0]), int(fields["weights"].shape[1]))
         padding = _window_padding(cfg["padding"], in_shape, kernel, strides)
-        iq = _input_quantizer(getattr(layer, "input_quantizer", None), layer)
         op = Op(
             name=name,
             kind="conv2d",
             inputs=inputs,
             output_shape=out_shape,
-            act_precision=iq.precision if iq else in_prec,
             source_type=cls,
-            weights=weights,
-            weight_precision=wprec,
-            weight_scale=scale,
-            bias=layer.bias.numpy().astype(np.float32) if cfg.get("use_bias") else None,
-            kernel_quantizer=_kernel_quantizer(getattr(layer, "kernel_quantizer", None), layer),
-            input_quantizer=iq,
             strides=strides,
             padding=padding,
             pad_value=float(cfg.get("pad_values", 0.0)),
-            activation=_activation_name(layer.activation, layer),
+            **fields,
         )
         expect = (
             conv_output_size(in_shape[0], kernel[0], strides[0], padding[0], padding[1]),
@@ -282,22 +290,13 @@ def _convert_layer(layer, inputs: list[str], shapes: dict, precisions: dict, tf)
     if cls in ("Dense", "QuantDense"):
         if len(in_shape) != 1:
             raise unsupported(f"dense layers on rank-{len(in_shape)} inputs are not supported")
-        weights, wprec, scale = _quantize_kernel(layer, tf)
-        iq = _input_quantizer(getattr(layer, "input_quantizer", None), layer)
         return Op(
             name=name,
             kind="dense",
             inputs=inputs,
             output_shape=out_shape,
-            act_precision=iq.precision if iq else in_prec,
             source_type=cls,
-            weights=weights,
-            weight_precision=wprec,
-            weight_scale=scale,
-            bias=layer.bias.numpy().astype(np.float32) if cfg.get("use_bias") else None,
-            kernel_quantizer=_kernel_quantizer(getattr(layer, "kernel_quantizer", None), layer),
-            input_quantizer=iq,
-            activation=_activation_name(layer.activation, layer),
+            **_compute_fields(layer, tf, cfg, in_prec),
         )
     if cls == "BatchNormalization":
         axis = cfg["axis"]
