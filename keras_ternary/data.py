@@ -270,10 +270,11 @@ def _shapes_split(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
     images = np.empty((n, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     for i, label in enumerate(labels):
         mask = _shape_mask(int(label), rng)[..., None]
-        background = rng.uniform(0.0, 1.0, size=3)
-        foreground = rng.uniform(0.0, 1.0, size=3)
-        while np.abs(foreground - background).sum() < 0.9:  # keep the shape visible
-            foreground = rng.uniform(0.0, 1.0, size=3)
+        # Foreground lighter than background in every channel: with free colours a disc on a
+        # dark ground and a hole in a light one are the same mask, and ResNet-20 stays near
+        # chance for hundreds of steps (float 41%, ternary 12% after 375 steps, measured).
+        background = rng.uniform(0.0, 0.4, size=3)
+        foreground = rng.uniform(0.6, 1.0, size=3)
         image = np.where(mask, foreground, background)
         image = image + rng.normal(0.0, 0.06, size=image.shape)
         images[i] = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
@@ -284,10 +285,10 @@ def generate_shapes10(n_train: int = 5000, n_test: int = 1000, seed: int = 0) ->
     """SHAPES-10: a deterministic, procedurally generated 10-class 32x32 RGB data set.
 
     Classes: horizontal / vertical stripes, checkerboard, disc, ring, square, plus, x-cross,
-    upward / downward triangle, each with random position, size, stripe period, random
-    foreground and background colours and Gaussian pixel noise. Every class is invariant
-    under horizontal flips, so the CIFAR augmentation applies unchanged. It is NOT CIFAR-10.
-    Normalisation statistics are computed from its training images.
+    upward / downward triangle, each with random position, size, stripe period, a random
+    light foreground colour on a random dark background and Gaussian pixel noise. Every class
+    is invariant under horizontal flips, so the CIFAR augmentation applies unchanged. It is
+    NOT CIFAR-10. Normalisation statistics are computed from its training images.
     """
     if n_train < 1 or n_test < 1:
         raise DataError("SHAPES-10 needs at least one training and one test image")
