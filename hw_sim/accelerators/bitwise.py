@@ -30,9 +30,9 @@ from hw_sim.accelerators.common import (
     LayerCount,
     accumulate_action,
     count_epilogue,
-    count_fp32_macs,
     count_sparse_adds,
     fetch_groups,
+    float_kernel_fallback,
 )
 from hw_sim.geometry import weight_word_mask
 from hw_sim.ir import Graph, Op
@@ -82,13 +82,11 @@ class BitwiseModel(CountingModel):
     title = "bitwise (TAB-style bit-planes, 64-bit words)"
 
     def count_compute(self, op: Op, graph: Graph, tech: Tech) -> LayerCount:
+        fallback = float_kernel_fallback(op, tech.buffer.pe_cols)
+        if fallback is not None:
+            return fallback
         lc = LayerCount()
         groups = fetch_groups(op, tech.buffer.pe_cols)
-        if op.weight_precision not in _LOW:
-            count_fp32_macs(op, lc)
-            lc.mode = "fallback: fp32 MAC (float kernel)"
-            lc.details.update(act_fetch_groups=groups)
-            return lc
         if op.act_precision not in _LOW:
             adds = count_sparse_adds(op, graph)
             lc.add("compute", accumulate_action(op.act_precision), adds["adds"])

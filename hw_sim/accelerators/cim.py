@@ -26,8 +26,7 @@ from hw_sim.accelerators.common import (
     CountingModel,
     LayerCount,
     count_epilogue,
-    count_fp32_macs,
-    fetch_groups,
+    float_kernel_fallback,
 )
 from hw_sim.geometry import weight_matrix
 from hw_sim.ir import Graph, Op
@@ -87,13 +86,11 @@ class CimModel(CountingModel):
     title = "cim (crossbar compute-in-memory)"
 
     def count_compute(self, op: Op, graph: Graph, tech: Tech) -> LayerCount:
+        fallback = float_kernel_fallback(op, tech.buffer.pe_cols, unit="digital fp32 MAC")
+        if fallback is not None:
+            return fallback
         lc = LayerCount()
         cim = tech.cim
-        if op.weight_precision not in ("ternary", "binary"):
-            count_fp32_macs(op, lc)
-            lc.mode = "fallback: digital fp32 MAC (float kernel)"
-            lc.details.update(act_fetch_groups=fetch_groups(op, tech.buffer.pe_cols))
-            return lc
         m = crossbar_mapping(op, cim)
         pulses = activation_pulses(op.act_precision)
         vectors = op.output_positions * pulses

@@ -21,6 +21,7 @@ __all__ = [
     "count_fp32_macs",
     "count_sparse_adds",
     "fetch_groups",
+    "float_kernel_fallback",
 ]
 
 #: Energy components of every layer.
@@ -114,6 +115,20 @@ def count_fp32_macs(op: Op, lc: LayerCount) -> None:
     lc.add("compute", "fp32_mult", macs)
     lc.add("compute", "fp32_add", macs)
     lc.executed, lc.skipped, lc.unit = macs, 0, "MACs"
+
+
+def float_kernel_fallback(op: Op, pe_cols: int, unit: str = "fp32 MAC") -> LayerCount | None:
+    """The counts of a layer whose kernel is float (dense fp32 MACs on ``unit``), else None.
+
+    Every ternary/binary accelerator model runs float kernels (e.g. an unquantized first or
+    last layer) this way, so their totals stay comparable.
+    """
+    if op.weight_precision in ("ternary", "binary"):
+        return None
+    lc = LayerCount(mode=f"fallback: {unit} (float kernel)")
+    count_fp32_macs(op, lc)
+    lc.details.update(act_fetch_groups=fetch_groups(op, pe_cols))
+    return lc
 
 
 def count_epilogue(op: Op, lc: LayerCount) -> None:

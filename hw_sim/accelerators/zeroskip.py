@@ -14,9 +14,9 @@ from hw_sim.accelerators.common import (
     LayerCount,
     accumulate_action,
     count_epilogue,
-    count_fp32_macs,
     count_sparse_adds,
     fetch_groups,
+    float_kernel_fallback,
 )
 from hw_sim.ir import Graph, Op
 from hw_sim.technology import Tech
@@ -31,13 +31,11 @@ class ZeroSkipModel(CountingModel):
     title = "zeroskip (add/sub per nonzero ternary weight)"
 
     def count_compute(self, op: Op, graph: Graph, tech: Tech) -> LayerCount:
+        fallback = float_kernel_fallback(op, tech.buffer.pe_cols)
+        if fallback is not None:
+            return fallback
         lc = LayerCount()
         groups = fetch_groups(op, tech.buffer.pe_cols)
-        if op.weight_precision not in ("ternary", "binary"):
-            count_fp32_macs(op, lc)
-            lc.mode = "fallback: fp32 MAC (float kernel)"
-            lc.details.update(act_fetch_groups=groups)
-            return lc
         adds = count_sparse_adds(op, graph, tech.activation_sparsity)
         lc.add("compute", accumulate_action(op.act_precision), adds["adds"])
         count_epilogue(op, lc)
