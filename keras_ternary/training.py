@@ -38,7 +38,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -64,6 +63,7 @@ from keras_ternary.config import (  # noqa: E402
     dump_yaml,
     one_line_error,
 )
+from keras_ternary.fileio import atomic_write, atomic_write_with  # noqa: E402
 from keras_ternary.models import resnet20_star  # noqa: E402
 from keras_ternary.schedules import EpochPiecewiseSchedule  # noqa: E402
 from keras_ternary.stats import ternary_stats  # noqa: E402
@@ -125,38 +125,11 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------- atomic files
-def _umask() -> int:
-    """The process umask, read without changing it where Linux allows (no race with threads)."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _publish(tmp: str | os.PathLike, path: Path) -> None:
-    """Give ``tmp`` the mode a newly created file would get (mkstemp uses 0600), move it."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
-
-
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory."""
+    """Write ``text`` to ``path`` atomically, creating the parent directories."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, text)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -172,19 +145,16 @@ def atomic_save_model(
     """Save ``model`` as HDF5 via a temporary file; ``state`` goes into a file attribute."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".h5", dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         with warnings.catch_warnings():  # HDF5 is deliberate: one file, atomically replaced
             warnings.filterwarnings("ignore", message=".*HDF5 file via `model.save\\(\\)`")
             model.save(tmp, save_format="h5", include_optimizer=include_optimizer)
         if state is not None:
             with h5py.File(tmp, "a") as handle:
                 handle.attrs[STATE_ATTR] = json.dumps(state)
-        _publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write_with(path, write, suffix=".h5")
 
 
 def read_checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:

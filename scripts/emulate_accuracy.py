@@ -20,9 +20,7 @@ import keras_ternary  # noqa: F401  (tf.keras = Keras 2; registers the custom la
 # isort: split
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -30,6 +28,7 @@ import numpy as np
 from hw_sim.emulate import Emulator, compare_with_keras
 from hw_sim.errors import HwSimError
 from hw_sim.loaders import load_graph
+from hw_sim.profile import write_atomic
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,28 +100,13 @@ def measure(args) -> dict:
     }
 
 
-def _write_atomic(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".emulate-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         report = measure(args)
         text = json.dumps(report, indent=2) + "\n"
         if args.out:
-            try:
-                _write_atomic(args.out, text)
-            except OSError as exc:
-                raise HwSimError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+            write_atomic(args.out, text)
     except HwSimError as exc:
         print(f"emulate_accuracy: error: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
@@ -27,6 +26,7 @@ import tensorflow as tf
 
 from keras_ternary.export.flatbuffer import WeightTensor, add_metadata, read_weight_tensors
 from keras_ternary.export.fold import ExportError, FoldedKernel, InferenceGraph, inference_model
+from keras_ternary.fileio import atomic_write
 
 __all__ = [
     "Agreement",
@@ -91,17 +91,8 @@ class Agreement:
     tflite_accuracy: float | None = None
 
 
-def file_mode() -> int:
-    """Permission bits of a newly created file under the current umask (``0o666 & ~umask``)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory.
-
-    The file gets the mode a plain ``open(path, "wb")`` would give (umask respected).
+    """Write ``data`` to ``path`` atomically (:func:`keras_ternary.fileio.atomic_write`).
 
     Raises:
         ExportError: the directory is missing, ``path`` is a directory, or writing failed;
@@ -113,18 +104,10 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> None:
         raise ExportError(f"cannot write {path}: directory {directory} does not exist")
     if os.path.isdir(path):
         raise ExportError(f"cannot write {path}: it is a directory")
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, file_mode())
-        os.replace(tmp, path)
+        atomic_write(path, data)
     except OSError as exc:
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _representative(
