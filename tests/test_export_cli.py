@@ -60,7 +60,7 @@ def test_bad_model_file(tmp_path, capsys):
     for model in (bad, tmp_path / "absent.h5"):
         code = main(["export", str(model), "--to", "packed", "--out", str(tmp_path / "o.ktp")])
         err = capsys.readouterr().err
-        assert code == 1 and err.startswith("error: ") and err.count("\n") == 1
+        assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
     assert not (tmp_path / "o.ktp").exists()
 
 
@@ -69,5 +69,5 @@ def test_wrong_representative_shape(tmp_path, model_file, capsys):
     np.save(npy, np.zeros((4, 5, 5, 3), np.float32))
     out = tmp_path / "x.tflite"
     argv = ["export", str(model_file), "--to", "tflite", "--representative", str(npy)]
-    assert main([*argv, "--out", str(out)]) == 1
+    assert main([*argv, "--out", str(out)]) == 2
     assert "shape" in capsys.readouterr().err and not out.exists()

@@ -858,7 +858,7 @@ def test_cli_bad_input(case: CliCase, ws: Path, capsys, monkeypatch):
     status = run_main(cli_main(case.cli), argv)
     out, err = capsys.readouterr()
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert status != 0, f"exit status 0\nstdout: {out}\nstderr: {err}"
+    assert status == 2, f"exit status {status}, not 2 (bad input)\nstdout: {out}\nstderr: {err}"
     assert "Traceback" not in out + err, out + err
     assert len(lines) == 1, f"expected one error line on stderr, got:\n{err}\nstdout:\n{out}"
     message = lines[0]

@@ -40,7 +40,8 @@ failed or interrupted command never leaves a half-written file behind.
 
 * `python -m keras_ternary train|sweep|report|quickstart|configs`: `error: ...`, exit
   status 2 (usage and input errors) or 130 (Ctrl-C);
-* `python -m keras_ternary export`: `error: ...`, exit status 1 (2 for conflicting options);
+* `python -m keras_ternary export`: `error: ...`, exit status 2 (input errors) or 1
+  (unexpected errors);
 * `python -m hw_sim.profile`: `hw_sim: error: ...`, exit status 2 (input errors) or 1
   (unexpected errors; `HW_SIM_DEBUG=1` shows the traceback).
 

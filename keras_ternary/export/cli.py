@@ -165,13 +165,13 @@ def _export(args) -> dict:
 
 
 def run(args) -> int:
-    """Execute ``export`` with parsed ``args``; returns the process exit status."""
+    """Execute ``export`` with parsed ``args``: exit status 0, 2 (bad input) or 1 (unexpected)."""
     if args.io is not None and args.mode != "int8":
         print("error: --io applies to --mode int8 only", file=sys.stderr)
         return 2
     if not os.path.exists(args.model):  # before TensorFlow is imported
         print(f"error: model file not found: {args.model}", file=sys.stderr)
-        return 1
+        return 2
     from keras_ternary.export.fold import ExportError
     from keras_ternary.export.packed import PackedFormatError
 
@@ -179,13 +179,12 @@ def run(args) -> int:
         report = _export(args)
     except (ExportError, PackedFormatError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2
     except Exception as exc:  # noqa: BLE001 - keep the one-line contract for any failure
-        data_error = type(exc).__name__ == "DataError"
-        print(
-            f"error: {exc}" if data_error else f"error: {type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
+        if type(exc).__name__ == "DataError":  # bad --data input
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(report, default=str, indent=1))
