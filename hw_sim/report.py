@@ -52,15 +52,50 @@ def _shape(shape: list[int]) -> str:
     return "x".join(str(d) for d in shape)
 
 
+#: Extra CSV columns when the result holds an ``--emulate`` section (per image, per layer).
+_EMULATION_CSV = (
+    "emulated_kernel",
+    "emulated_act_sparsity",
+    "emulated_unit",
+    "emulated_executed",
+    "emulated_compute_pj",
+)
+
+
+def _emulation_cells(em: dict | None) -> tuple[list[str], dict[str, list], list]:
+    """Header, per-layer cells and TOTAL-row cells of the emulation columns (none if absent)."""
+    if not em:
+        return [], {}, []
+    cells = {}
+    for r in em["layers"]:
+        m = r["measured"]
+        cells[r["name"]] = [
+            r["kernel"],
+            "" if r["act_sparsity"] is None else r["act_sparsity"],
+            m["unit"],
+            m["executed"],
+            r["energy_pj_compute"]["measured"],
+        ]
+    total = ["", "", "", "", em["total"]["energy_pj_compute"]["measured"]]
+    return list(_EMULATION_CSV), cells, total
+
+
 def to_csv(result: dict) -> str:
-    """One row per layer and accelerator, then a TOTAL row per accelerator."""
+    """One row per layer and accelerator, then a TOTAL row per accelerator.
+
+    With an ``--emulate`` section, the columns ``emulated_*`` add what the bit-exact run
+    measured for each layer (the same for every accelerator; blank for layers it did not run).
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     energy_cols = [f"energy_{c}_pj" for c in (*COMPONENTS, "total")]
     base_names = ("fp32", "int8", "binary")
+    em_head, em_cells, em_total = _emulation_cells(result.get("emulation"))
+    em_blank = [""] * len(em_head)
     writer.writerow(
         ["accelerator", *_CSV_FIELDS[:2], "output_shape", *_CSV_FIELDS[2:], *energy_cols]
         + [f"baseline_{b}_pj" for b in base_names]
+        + em_head
     )
     for name, rep in reports_of(result).items():
         for row in rep["layers"]:
@@ -69,6 +104,7 @@ def to_csv(result: dict) -> str:
                 + [row[f] for f in _CSV_FIELDS[2:]]
                 + [row["energy_pj"][c] for c in (*COMPONENTS, "total")]
                 + [row["baselines_pj"][b] for b in base_names]
+                + em_cells.get(row["name"], em_blank)
             )
         tot = rep["total"]
         blank = {f: "" for f in _CSV_FIELDS}
@@ -78,6 +114,7 @@ def to_csv(result: dict) -> str:
             + [blank[f] for f in _CSV_FIELDS[2:]]
             + [tot["energy_pj"][c] for c in (*COMPONENTS, "total")]
             + [tot["baselines"][b]["energy_pj"]["total"] for b in base_names]
+            + em_total
         )
     return buf.getvalue()
 

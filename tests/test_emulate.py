@@ -224,6 +224,38 @@ def test_profile_cli_hook(tmp_path):
         report_from_args(parser.parse_args([path, "--emulate", "2"]), graph, path)
 
 
+def test_profile_csv_carries_the_emulation(tmp_path):
+    import csv
+
+    from hw_sim.profile import main as profile_main
+
+    model = small_resnet("binary")
+    randomize_batchnorm(model)
+    path = str(tmp_path / "m.h5")
+    model.save(path)
+    np.savez(tmp_path / "in.npz", x=dyadic_images(4), y=np.arange(4) % 10)
+    common = [path, "--emulate", "4", "--inputs", str(tmp_path / "in.npz")]
+    assert profile_main([*common, "--format", "json", "--out", str(tmp_path / "r.json")]) == 0
+    assert profile_main([*common, "--format", "csv", "--out", str(tmp_path / "r.csv")]) == 0
+    em = json.loads((tmp_path / "r.json").read_text())["emulation"]
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    layers = {r["name"]: r for r in em["layers"]}
+    emulated = [r for r in rows if r["name"] in layers]
+    assert emulated and {r["emulated_kernel"] for r in emulated} <= {"popcount", "addsub", "mac"}
+    for r in emulated:
+        want = layers[r["name"]]
+        assert float(r["emulated_executed"]) == pytest.approx(want["measured"]["executed"])
+        assert float(r["emulated_compute_pj"]) == pytest.approx(
+            want["energy_pj_compute"]["measured"]
+        )
+    totals = [r for r in rows if r["name"] == "TOTAL"]
+    want_total = em["total"]["energy_pj_compute"]["measured"]
+    assert all(float(r["emulated_compute_pj"]) == pytest.approx(want_total) for r in totals)
+    assert profile_main([path, "--format", "csv", "--out", str(tmp_path / "plain.csv")]) == 0
+    header = (tmp_path / "plain.csv").read_text().splitlines()[0]
+    assert "emulated_kernel" not in header  # no --emulate, no emulation columns
+
+
 def test_emulate_accuracy_script(tmp_path, capsys):
     from keras_ternary.data import write_cifar10_binary
 
