@@ -2,14 +2,15 @@
 
     python scripts/export_report.py float=runs/float.h5 binary=runs/binary.h5 \\
         fixed=runs/fixed.h5 log=runs/log.h5 [--data-dir DIR] [--out-dir DIR] \\
-        [--markdown FILE] [--json FILE]
+        [--markdown FILE] [--json FILE] [--int16x8]
 
 Test set: the CIFAR-10 test split (``keras_ternary.data``: ``--data-dir``, or
 ``$KERAS_TERNARY_CIFAR10_DIR`` / default locations), normalised as in training; int8
 calibration uses the first ``--calib`` training images. ``--npz FILE`` instead takes
 arrays ``x_test``, ``y_test``, ``x_calib`` (already preprocessed) from a NumPy archive.
+``--int16x8`` adds the int16x8 .tflite (int8 weights, int16 activations) to the tables.
 Exit status 0 when every int8 model agrees with Keras on ≥ 99% of the test images and is
-within 0.5 accuracy point, 3 otherwise; 1 (one line on stderr) on bad input.
+within 0.5 accuracy point, 3 otherwise; 2 (one line on stderr) on bad input.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import json
 import os
 import sys
 import tempfile
+
+from keras_ternary.fileio import atomic_write
 
 
 def _parse_models(items: list[str]) -> list[tuple[str, str]]:
@@ -69,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-dir", help="keep the exported files here (default: temporary)")
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument("--json", help="also write the numbers to this JSON file")
+    ap.add_argument(
+        "--int16x8",
+        action="store_true",
+        help="also export and measure int16x8 files (int8 weights, int16 activations; slow)",
+    )
     args = ap.parse_args(argv)
     try:
         models = _parse_models(args.models)
@@ -78,18 +86,19 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             out_dir = args.out_dir or tmp
             os.makedirs(out_dir, exist_ok=True)
-            rows = [evaluate_model(lab, p, x_test, y_test, x_calib, out_dir) for lab, p in models]
+            rows = [
+                evaluate_model(lab, p, x_test, y_test, x_calib, out_dir, int16x8=args.int16x8)
+                for lab, p in models
+            ]
+        text = markdown_tables(rows)
+        print(text)
+        if args.markdown:
+            atomic_write(args.markdown, text + "\n")
+        if args.json:
+            atomic_write(args.json, json.dumps([r.to_dict() for r in rows], indent=1) + "\n")
     except Exception as exc:  # noqa: BLE001 - one line, no traceback, for any bad input
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    text = markdown_tables(rows)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump([r.to_dict() for r in rows], f, indent=1)
+        return 2
     return 0 if all(r.int8_ok for r in rows) else 3
 
 

@@ -32,6 +32,10 @@ def test_export_packed_and_tflite(tmp_path, model_file, capsys):
     assert main([*argv, "--out", str(tfl)]) == 0
     assert "10/10 ternary kernels stored exactly" in capsys.readouterr().out
     assert {t.dtype for t in read_weight_tensors(tfl)} == {"INT8"}
+    tfl16 = tmp_path / "m16.tflite"
+    assert main([*argv, "--mode", "int16x8", "--out", str(tfl16)]) == 0
+    assert "(int16x8); 10/10 ternary kernels stored exactly" in capsys.readouterr().out
+    assert {t.dtype for t in read_weight_tensors(tfl16)} == {"INT8"}
     packed = ["export", str(model_file), "--to", "packed", "--coding", "2bit", "--json"]
     assert main([*packed, "--out", str(out)]) == 0
     assert '"coding": "2bit"' in capsys.readouterr().out

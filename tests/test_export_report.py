@@ -39,7 +39,7 @@ def test_report_table_and_numbers(inputs, capsys):
     out_json, out_md = tmp / "r.json", tmp / "r.md"
     argv = [f"{k}={p}" for k, p in paths.items()]
     argv += ["--npz", str(npz), "--json", str(out_json), "--markdown", str(out_md)]
-    argv += ["--out-dir", str(tmp / "files")]
+    argv += ["--out-dir", str(tmp / "files"), "--int16x8"]
     code = _script().main(argv)
     rows = {r["label"]: r for r in json.loads(out_json.read_text())}
     assert code == (0 if all(r["int8_ok"] for r in rows.values()) else 3)
@@ -50,6 +50,12 @@ def test_report_table_and_numbers(inputs, capsys):
     for r in rows.values():
         assert r["n_test"] == 300 and r["float_agreement"] == 1.0
         assert r["int8_agreement"] >= 0.9
+        assert r["int16x8_agreement"] >= r["int8_agreement"] - 0.01
+        assert r["size_tflite_int8"] <= r["size_tflite_int16x8"] < r["size_tflite_float32"]
+        assert r["int16x8_ok"] == (
+            r["int16x8_agreement"] >= 0.99
+            and abs(r["int16x8_accuracy"] - r["keras_accuracy"]) <= 0.005 + 1e-12
+        )
         assert r["keras_accuracy"] == pytest.approx(
             np.mean(
                 trained_model(r["label"])
@@ -59,9 +65,10 @@ def test_report_table_and_numbers(inputs, capsys):
             )
         )
     md = out_md.read_text()
-    assert "| ternary |" in md and "entropy-coded" in md
+    assert "| ternary |" in md and "entropy-coded" in md and "int16x8 agree." in md
     assert md.strip() in capsys.readouterr().out
     assert (tmp / "files" / "ternary.int8.tflite").is_file()
+    assert (tmp / "files" / "ternary.int16x8.tflite").is_file()
 
 
 def test_markdown_of_a_float_model_row():
@@ -91,6 +98,7 @@ def test_markdown_of_a_float_model_row():
     assert row.int8_ok
     text = markdown_tables([row])
     assert "| float | 1.0 | 0.9 | 0.3 |" in text and "—" in text and "| yes |" in text
+    assert row.int16x8_ok is None and "int16x8" not in text  # not requested
     row.int8_agreement = 0.98
     assert not row.int8_ok and "| NO |" in markdown_tables([row])
 
@@ -98,11 +106,11 @@ def test_markdown_of_a_float_model_row():
 def test_report_bad_input(inputs, capsys):
     tmp, paths, npz = inputs
     script = _script()
-    assert script.main(["nolabel", "--npz", str(npz)]) == 1
+    assert script.main(["nolabel", "--npz", str(npz)]) == 2
     assert "LABEL=PATH" in capsys.readouterr().err
-    assert script.main([f"x={tmp / 'missing.h5'}", "--npz", str(npz)]) == 1
+    assert script.main([f"x={tmp / 'missing.h5'}", "--npz", str(npz)]) == 2
     assert "not found" in capsys.readouterr().err
     bad = tmp / "bad.npz"
     np.savez(bad, x_test=np.zeros(1))
-    assert script.main([f"t={paths['ternary']}", "--npz", str(bad)]) == 1
+    assert script.main([f"t={paths['ternary']}", "--npz", str(bad)]) == 2
     assert "lacks arrays" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 Registered by the main CLI through :func:`add_parser` / :func:`run`. Every failure is one
 line on stderr and a non-zero exit status; output files are written atomically.
 
-``--representative`` (int8 only) chooses the calibration images:
+``--representative`` (int8 and int16x8 modes) chooses the calibration images:
 
 * ``N`` — the first N CIFAR-10 training images, found by :mod:`keras_ternary.data`
   (``$KERAS_TERNARY_CIFAR10_DIR`` or the default locations), normalised as in training;
@@ -35,13 +35,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, choices=("tflite", "packed"), help="output format")
     p.add_argument("--out", required=True, metavar="PATH", help="output file")
     p.add_argument(
-        "--mode", default="int8", choices=("int8", "float"), help="tflite: int8 (default) or float"
+        "--mode",
+        default="int8",
+        choices=("int8", "int16x8", "float"),
+        help="tflite: int8 (default), int16x8 (int8 weights, int16 activations) or float",
     )
     p.add_argument(
         "--representative",
         metavar="DIR|N|FILE.npy",
         default=str(DEFAULT_REPRESENTATIVE),
-        help=f"int8 calibration data (default: first {DEFAULT_REPRESENTATIVE} CIFAR-10 images)",
+        help=f"int8/int16x8 calibration data (default: first {DEFAULT_REPRESENTATIVE} CIFAR-10 "
+        "images)",
     )
     p.add_argument(
         "--io", default=None, choices=("int8", "float32"), help="int8 mode: input/output type"
@@ -151,7 +155,7 @@ def _export(args) -> dict:
             )
         return report.to_dict()
     data = None
-    if args.mode == "int8":
+    if args.mode in ("int8", "int16x8"):
         data = load_representative(args.representative, tuple(model.input_shape[1:]))
     result = to_tflite(model, args.out, args.mode, data, io_dtype=args.io)
     if not args.json:

@@ -3,8 +3,8 @@
 For each labelled Keras model file: the sizes of the .h5, .tflite float32, .tflite int8,
 2-bit packed and entropy-coded packed files; sparsity, empirical entropy and coded bits per
 ternary weight; and on a test set the top-1 agreement of each .tflite with Keras and the
-accuracies. The issue's acceptance criteria are checked for the int8 files: agreement
-≥ 99% and accuracy within 0.5 point of Keras.
+accuracies. The issue's acceptance criteria are checked for the int8 files (and, when
+requested, the int16x8 files): agreement ≥ 99% and accuracy within 0.5 point of Keras.
 """
 
 from __future__ import annotations
@@ -46,17 +46,30 @@ class ModelReport:
     float_accuracy: float
     int8_agreement: float
     int8_accuracy: float
+    size_tflite_int16x8: int | None = None
+    int16x8_agreement: float | None = None
+    int16x8_accuracy: float | None = None
+
+    def _ok(self, agreement: float | None, accuracy: float | None) -> bool | None:
+        if agreement is None or accuracy is None:
+            return None
+        return (
+            agreement >= MIN_AGREEMENT
+            and abs(accuracy - self.keras_accuracy) <= MAX_ACCURACY_DROP + 1e-12
+        )
 
     @property
     def int8_ok(self) -> bool:
         """Agreement ≥ 99% and accuracy within 0.5 point of the Keras model."""
-        return (
-            self.int8_agreement >= MIN_AGREEMENT
-            and abs(self.int8_accuracy - self.keras_accuracy) <= MAX_ACCURACY_DROP
-        )
+        return bool(self._ok(self.int8_agreement, self.int8_accuracy))
+
+    @property
+    def int16x8_ok(self) -> bool | None:
+        """The same criterion for the int16x8 file (None if it was not made)."""
+        return self._ok(self.int16x8_agreement, self.int16x8_accuracy)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "int8_ok": self.int8_ok}
+        return {**asdict(self), "int8_ok": self.int8_ok, "int16x8_ok": self.int16x8_ok}
 
 
 def evaluate_model(
@@ -66,8 +79,12 @@ def evaluate_model(
     y_test: np.ndarray,
     x_calib: np.ndarray,
     out_dir: str,
+    int16x8: bool = False,
 ) -> ModelReport:
-    """Export one model to every format in ``out_dir`` and measure it (see module docstring)."""
+    """Export one model to every format in ``out_dir`` and measure it (see module docstring).
+
+    ``int16x8`` also exports and measures the int16x8 .tflite (reference kernels: slow).
+    """
     import tensorflow as tf
 
     import keras_ternary  # noqa: F401  (custom objects)
@@ -83,6 +100,15 @@ def evaluate_model(
     has_ternary = ans.n_ternary > 0
     agree_f = compare_with_keras(model, fl.path, x_test, y_test)
     agree_8 = compare_with_keras(model, i8.path, x_test, y_test)
+    extra = {}
+    if int16x8:
+        i16 = to_tflite(model, base + ".int16x8.tflite", "int16x8", x_calib)
+        agree_16 = compare_with_keras(model, i16.path, x_test, y_test)
+        extra = {
+            "size_tflite_int16x8": i16.size_bytes,
+            "int16x8_agreement": agree_16.top1_agreement,
+            "int16x8_accuracy": agree_16.tflite_accuracy,
+        }
     return ModelReport(
         label=label,
         source=model_path,
@@ -103,6 +129,7 @@ def evaluate_model(
         float_accuracy=agree_f.tflite_accuracy,
         int8_agreement=agree_8.top1_agreement,
         int8_accuracy=agree_8.tflite_accuracy,
+        **extra,
     )
 
 
@@ -146,4 +173,19 @@ def markdown_tables(rows: list[ModelReport]) -> str:
             f"{100 * r.int8_agreement:.2f}% | {100 * r.int8_accuracy:.2f}% | {delta:+.2f} | "
             f"{'yes' if r.int8_ok else 'NO'} |"
         )
+    with16 = [r for r in rows if r.int16x8_ok is not None]
+    if with16:
+        out += [
+            "",
+            "| model | .tflite int16x8 (KiB) | int16x8 agree. | int16x8 acc. | Δacc (points) "
+            "| ≥99% & ≤0.5 pt |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for r in with16:
+            delta = 100 * (r.int16x8_accuracy - r.keras_accuracy)
+            out.append(
+                f"| {r.label} | {_kb(r.size_tflite_int16x8)} | {100 * r.int16x8_agreement:.2f}% "
+                f"| {100 * r.int16x8_accuracy:.2f}% | {delta:+.2f} | "
+                f"{'yes' if r.int16x8_ok else 'NO'} |"
+            )
     return "\n".join(out)

@@ -7,6 +7,8 @@ batch-norm folded, see :mod:`keras_ternary.export.fold`), converts it
   are quantized symmetrically per output channel with scale ``max|W_c| / 127``; a folded
   ternary kernel ``s_c · t`` has ``max|W_c| = |s_c|``, so it is stored *exactly* as
   ``{-127, 0, +127}`` codes times ``|s_c| / 127``.
+* ``mode="int16x8"``: the same int8 weights with int16 activations (TFLite's 16x8 scheme):
+  close to the float model, slower (reference kernels).
 * ``mode="float"``: float32 throughout (kernels ``s_c · t`` stored as float32).
 
 and then reads the weight tensors back out of the flatbuffer (:func:`check_ternary_kernels`):
@@ -43,7 +45,9 @@ __all__ = [
     "write_atomic",
 ]
 
-MODES = ("int8", "float")
+MODES = ("int8", "int16x8", "float")
+#: Modes that quantize (they need representative data for the activation ranges).
+QUANTIZED_MODES = ("int8", "int16x8")
 METADATA_NAME = "keras_ternary.export"
 
 
@@ -115,7 +119,7 @@ def _representative(
 ) -> Callable[[], Iterable[list[np.ndarray]]]:
     """A converter ``representative_dataset``: one ``[1, *input_shape]`` float32 sample a step."""
     if data is None:
-        raise ExportError("mode='int8' needs representative_data (calibration inputs)")
+        raise ExportError("mode='int8' and 'int16x8' need representative_data (calibration inputs)")
 
     def samples():
         source = data() if callable(data) else data
@@ -145,23 +149,36 @@ def convert(
     """Convert a float Keras model (already folded) to .tflite bytes.
 
     ``mode="int8"``: full-integer (``TFLITE_BUILTINS_INT8`` only) with per-channel weights;
-    inputs/outputs are ``io_dtype`` (default ``"int8"``). ``mode="float"``: plain float32.
+    inputs/outputs are ``io_dtype`` (default ``"int8"``). ``mode="int16x8"``: TFLite's 16x8
+    scheme, int8 per-channel weights (ternary kernels stay exact) and int16 activations, with
+    float32 inputs/outputs; much closer to the float model than int8 (whose logits have only
+    256 levels), but run by reference kernels (no XNNPACK), several times slower.
+    ``mode="float"``: plain float32.
     """
     if mode not in MODES:
         raise ExportError(f"mode must be one of {MODES}, got {mode!r}")
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-    if mode == "int8":
-        io_dtype = io_dtype or "int8"
-        if io_dtype not in ("int8", "float32"):
-            raise ExportError(f"io_dtype must be 'int8' or 'float32', got {io_dtype!r}")
+    if mode in QUANTIZED_MODES:
+        io_dtype = io_dtype or ("int8" if mode == "int8" else "float32")
+        allowed = ("int8", "float32") if mode == "int8" else ("float32",)
+        if io_dtype not in allowed:
+            raise ExportError(
+                f"io_dtype for mode={mode!r} must be one of {allowed}, got {io_dtype!r}"
+            )
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = _representative(
             representative_data, tuple(keras_model.input_shape[1:])
         )
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io = tf.int8 if io_dtype == "int8" else tf.float32
-        converter.inference_input_type = io
-        converter.inference_output_type = io
+        ops = tf.lite.OpsSet
+        converter.target_spec.supported_ops = [
+            ops.TFLITE_BUILTINS_INT8
+            if mode == "int8"
+            else ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+        if mode == "int8":
+            io = tf.int8 if io_dtype == "int8" else tf.float32
+            converter.inference_input_type = io
+            converter.inference_output_type = io
     elif io_dtype not in (None, "float32"):
         raise ExportError("mode='float' has float32 inputs and outputs")
     try:
@@ -299,12 +316,13 @@ def to_tflite(
     Args:
         model: a trained functional/Sequential Keras model (larq or keras-ternary layers).
         path: output file (written atomically).
-        mode: ``"int8"`` (full-integer, needs ``representative_data``) or ``"float"``.
+        mode: ``"int8"`` (full-integer), ``"int16x8"`` (int8 weights, int16 activations;
+            both need ``representative_data``) or ``"float"``.
         representative_data: calibration inputs, preprocessed like the training data: an
             array ``(N, *input_shape)``, an iterable of such batches (or ``(x, y)`` tuples),
             or a callable returning one.
-        io_dtype: int8 mode only: ``"int8"`` (default, fully integer) or ``"float32"``
-            model inputs/outputs.
+        io_dtype: int8 mode: ``"int8"`` (default, fully integer) or ``"float32"`` model
+            inputs/outputs; the other modes have float32 inputs/outputs.
         fold_bn: fold batch-norms into the preceding convolution where exact.
         strict: raise :class:`ExportError` (writing nothing) if a ternary kernel is not
             stored exactly.
