@@ -54,10 +54,11 @@ class CliCase:
     fragments: tuple[str, ...]
     xfail: str | None = None  # "owner (file): what is wrong now" until the fix lands
     forbid: tuple[str, ...] = ()  # text that must not appear in the message
+    status: int = 2  # bad input; a sweep whose run failed exits 1 (the sweep itself was valid)
 
 
-def _c(id_, cli, what, argv, fragments, xfail=None, forbid=()):
-    return CliCase(id_, cli, what, tuple(argv.split()), tuple(fragments), xfail, forbid)
+def _c(id_, cli, what, argv, fragments, xfail=None, forbid=(), status=2):
+    return CliCase(id_, cli, what, tuple(argv.split()), tuple(fragments), xfail, forbid, status)
 
 
 _TINY = "--config {ws}/tiny.yaml"
@@ -362,6 +363,7 @@ CLI_CASES: tuple[CliCase, ...] = (
         "a run's data directory does not exist",
         "sweep {ws}/cfg/sweep_ok.yaml --out-root {ws}/sweeps --data-dir {ws}/nothere",
         ["CIFAR-10 was not found"],
+        status=1,
     ),
     # --- report -------------------------------------------------------------------------------
     _c(
@@ -858,7 +860,7 @@ def test_cli_bad_input(case: CliCase, ws: Path, capsys, monkeypatch):
     status = run_main(cli_main(case.cli), argv)
     out, err = capsys.readouterr()
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert status == 2, f"exit status {status}, not 2 (bad input)\nstdout: {out}\nstderr: {err}"
+    assert status == case.status, f"exit status {status}, not {case.status}\nstderr: {err}"
     assert "Traceback" not in out + err, out + err
     assert len(lines) == 1, f"expected one error line on stderr, got:\n{err}\nstdout:\n{out}"
     message = lines[0]

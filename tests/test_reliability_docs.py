@@ -39,7 +39,8 @@ to a temporary file in the target directory and moved into place with `os.replac
 failed or interrupted command never leaves a half-written file behind.
 
 * `python -m keras_ternary train|sweep|report|quickstart|configs`: `error: ...`, exit
-  status 2 (usage and input errors) or 130 (Ctrl-C);
+  status 2 (usage and input errors) or 130 (Ctrl-C); a valid sweep in which a run failed
+  exits 1 after the other runs;
 * `python -m keras_ternary export`: `error: ...`, exit status 2 (input errors) or 1
   (unexpected errors);
 * `python -m hw_sim.profile`: `hw_sim: error: ...`, exit status 2 (input errors) or 1
