@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +39,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
+
+from keras_ternary.fileio import atomic_write_with  # noqa: E402
 
 __all__ = ["PAPER_TABLE1", "PAPER_TABLE2", "RunRecord", "collect_runs", "write_report"]
 
@@ -255,16 +255,16 @@ def _mean_curve(runs: Sequence[RunRecord], key: str) -> tuple[np.ndarray, np.nda
 
 # --------------------------------------------------------------------------- figures
 def _save(fig: plt.Figure, path: Path) -> None:
-    """Save a figure atomically as PNG."""
+    """Save a figure atomically as PNG (mode from the umask, like every other output)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
+        atomic_write_with(
+            path,
+            lambda tmp: fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png"),
+            suffix=".png",
+        )
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _closest_snapshot(run: RunRecord, paper_epoch: float) -> dict[str, Any] | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -276,6 +278,10 @@ def test_report_builds_every_figure_and_table(fake_runs, tmp_path):
     assert "| binary | 5 |" in tables and "partial" not in tables
     report = (out / "report.md").read_text()
     assert "![fig1](fig1.png)" in report and "![fig5](fig5.png)" in report
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # figures too, not mkstemp's 0600
 
     with_partial = collect_runs([fake_runs], include_partial=True)
     assert len(with_partial) == 20
