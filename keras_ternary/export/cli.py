@@ -141,7 +141,7 @@ def _weights_only(path: str) -> bool:
 
 def _export(args) -> dict:
     from keras_ternary.export.packed import pack
-    from keras_ternary.export.tflite import to_tflite
+    from keras_ternary.export.tflite import QUANTIZED_MODES, to_tflite
 
     model = _load_model(args.model)
     if args.to == "packed":
@@ -155,7 +155,7 @@ def _export(args) -> dict:
             )
         return report.to_dict()
     data = None
-    if args.mode in ("int8", "int16x8"):
+    if args.mode in QUANTIZED_MODES:
         data = load_representative(args.representative, tuple(model.input_shape[1:]))
     result = to_tflite(model, args.out, args.mode, data, io_dtype=args.io)
     if not args.json:

@@ -145,6 +145,14 @@ def _pct(v: float | None) -> str:
     return "—" if v is None else f"{100 * v:.1f}%"
 
 
+def _criterion_cells(r: ModelReport, agreement: float, accuracy: float, ok: bool) -> str:
+    """Table cells ``agree. | acc. | Δacc (points) | yes/NO |`` of one quantized file."""
+    delta = 100 * (accuracy - r.keras_accuracy)
+    return (
+        f"{100 * agreement:.2f}% | {100 * accuracy:.2f}% | {delta:+.2f} | {'yes' if ok else 'NO'} |"
+    )
+
+
 def markdown_tables(rows: list[ModelReport]) -> str:
     """Two markdown tables: sizes / compression, and accuracy / agreement."""
     out = [
@@ -166,12 +174,10 @@ def markdown_tables(rows: list[ModelReport]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        delta = 100 * (r.int8_accuracy - r.keras_accuracy)
         out.append(
             f"| {r.label} | {r.n_test} | {100 * r.keras_accuracy:.2f}% | "
             f"{100 * r.float_agreement:.2f}% | {r.int8_kernels_exact} | "
-            f"{100 * r.int8_agreement:.2f}% | {100 * r.int8_accuracy:.2f}% | {delta:+.2f} | "
-            f"{'yes' if r.int8_ok else 'NO'} |"
+            + _criterion_cells(r, r.int8_agreement, r.int8_accuracy, r.int8_ok)
         )
     with16 = [r for r in rows if r.int16x8_ok is not None]
     if with16:
@@ -182,10 +188,8 @@ def markdown_tables(rows: list[ModelReport]) -> str:
             "|---|---:|---:|---:|---:|---|",
         ]
         for r in with16:
-            delta = 100 * (r.int16x8_accuracy - r.keras_accuracy)
             out.append(
-                f"| {r.label} | {_kb(r.size_tflite_int16x8)} | {100 * r.int16x8_agreement:.2f}% "
-                f"| {100 * r.int16x8_accuracy:.2f}% | {delta:+.2f} | "
-                f"{'yes' if r.int16x8_ok else 'NO'} |"
+                f"| {r.label} | {_kb(r.size_tflite_int16x8)} | "
+                + _criterion_cells(r, r.int16x8_agreement, r.int16x8_accuracy, r.int16x8_ok)
             )
     return "\n".join(out)
