@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import flatbuffers
 import numpy as np
 import pytest
 
 from hw_sim import HwSimError, load_graph, profile_model
+from hw_sim.emulate import run
 from keras_ternary import resnet20_star
 from keras_ternary.export import to_tflite
 from keras_ternary.export.flatbuffer import read_metadata, schema
@@ -47,15 +50,17 @@ def files(tmp_path_factory):
     randomize_batchnorm(model, seed=3)
     x = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype("float32")
     model.save(tmp / "m.h5")
-    to_tflite(model, tmp / "m8.tflite", "int8", x)
+    to_tflite(model, tmp / "m8.tflite", "int8", x)  # residual batch-norms pushed back
+    to_tflite(model, tmp / "m8keep.tflite", "int8", x, fold_residual_bn=False)
     to_tflite(model, tmp / "mf.tflite", "float")
+    to_tflite(model, tmp / "mfres.tflite", "float", fold_residual_bn=True)
     return tmp
 
 
 LAYER_KEYS = ("op", "output_shape", "weights", "zero_weights", "weight_precision", "macs")
 
 
-@pytest.mark.parametrize("name", ["m8.tflite", "mf.tflite"])
+@pytest.mark.parametrize("name", ["m8.tflite", "m8keep.tflite", "mf.tflite", "mfres.tflite"])
 @pytest.mark.parametrize("accelerator", ["bitwise", "zeroskip"])
 def test_tflite_counts_equal_h5_counts(files, name, accelerator):
     h5 = profile_model(load_graph(files / "m.h5"), accelerator)
@@ -84,9 +89,36 @@ def test_tflite_ir_computes_like_the_h5_ir(files):
         np.testing.assert_allclose(a.weights * s_h5, b.weights * s_t, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["mf.tflite", "mfres.tflite"])
+def test_tflite_ir_runs_like_the_h5_ir(files, name):
+    """The IR rebuilt from the file (residual batch-norms re-emitted) computes the same."""
+    x = np.random.default_rng(1).normal(size=(8, 16, 16, 3)).astype("float32")
+    g_h5, g_t = load_graph(files / "m.h5"), load_graph(files / name)
+    ref = run(g_h5, x, act_mode="float")
+    np.testing.assert_allclose(run(g_t, x, act_mode="float"), ref, rtol=1e-4, atol=1e-4)
+    bn_t = g_t.op("stage1_block1_bn2")
+    assert bn_t.kind == "batchnorm" and g_t.op(bn_t.inputs[0]).kind == "add"
+    assert g_t.op("bn2").kind == "batchnorm" and g_t.op(g_t.op("bn2").inputs[0]).kind == (
+        "global_avgpool"
+    )
+
+
+def test_residual_fold_is_recorded_in_the_file(files):
+    meta = json.loads(read_metadata(files / "m8.tflite", METADATA_NAME))
+    folds = {f["bn"]: f for f in meta["residual"]}
+    assert set(folds) == {"stage1_block1_bn2", "stage2_block1_bn2", "bn2"}
+    assert folds["bn2"]["via"] == "avgpool" and not folds["bn2"]["clips"]
+    down = folds["stage2_block1_bn2"]
+    assert [b["kind"] for b in down["branches"]] == ["folded", "folded"]
+    assert len(down["clips"]) == 2
+    assert "stage1_block1_bn2" not in meta["batchnorms"]
+    keep = json.loads(read_metadata(files / "m8keep.tflite", METADATA_NAME))
+    assert keep["residual"] == [] and "stage1_block1_bn2" in keep["batchnorms"]
+
+
 def test_tflite_without_metadata_keeps_folded_form(files, tmp_path):
     stripped = tmp_path / "plain.tflite"
-    stripped.write_bytes(_strip_metadata((files / "m8.tflite").read_bytes()))
+    stripped.write_bytes(_strip_metadata((files / "m8keep.tflite").read_bytes()))
     assert read_metadata(stripped, METADATA_NAME) is None
     graph = load_graph(stripped)
     h5 = load_graph(files / "m.h5")

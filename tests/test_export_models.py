@@ -135,6 +135,54 @@ def test_inference_model_matches_and_folds(kind):
         assert all(is_ternary(k.ternary) for k in graph.ternary_kernels)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_residual_batchnorms_pushed_back_into_the_branches(kind):
+    """BN(a + x) = (s·a + t) + s·x: same function, BNs gone, clips exact even when saturated."""
+    model = resnet20_star(
+        inflation=1,
+        blocks_per_stage=1,
+        quantizer=None if kind == "float" else kind,
+        delta=0.05,
+        num_classes=CLASSES,
+        input_shape=SHAPE,
+        seed=4,
+    )
+    randomize_batchnorm(model, seed=4)  # negative γ included
+    graph = inference_model(model, fold_residual_bn=True)
+    x, _ = generated_data(32, 6)
+    plain = inference_model(model)
+    for scale in (1.0, 50.0):  # 50: drive every hard-tanh and range clip into saturation
+        ref = model(scale * x, training=False).numpy()
+        err = np.abs(graph.model(scale * x).numpy() - ref).max()
+        err_plain = np.abs(plain.model(scale * x).numpy() - ref).max()
+        # float32 rounding only, as for the plain folding (binary: up to ~1e-3 relative)
+        assert err <= max(2 * err_plain, 1e-5) and err <= 1e-3 * np.abs(ref).max()
+    folds = {f.bn: f for f in graph.residual}
+    # the last block's sum goes through the pooling to bn2 (no bn2 of its own)
+    assert set(folds) == {"stage1_block1_bn2", "stage2_block1_bn2", "bn2"}
+    layers = {layer.name: layer for layer in graph.model.layers}
+    assert not set(folds) & set(layers)
+    identity = folds["stage1_block1_bn2"]  # conv branch + identity shortcut
+    assert identity.branches == [
+        ("stage1_block1_conv2", "folded"),
+        ("stage1_block1_bn2_scale1", "scaled"),
+    ]
+    assert type(layers["stage1_block1_bn2_scale1"]).__name__ == "DepthwiseConv2D"
+    assert identity.clips == ["stage1_block1_bn2_clip0"]
+    down = folds["stage2_block1_bn2"]  # conv branch + 1×1 down-sampling conv
+    assert [k for _, k in down.branches] == ["folded", "folded"] and len(down.clips) == 2
+    assert folds["bn2"].via == "avgpool" and folds["bn2"].clips == []  # no clip before a mean
+    if kind != "float":
+        kernels = {k.layer: k for k in graph.ternary_kernels}
+        k2 = kernels["stage2_block1_down_conv"]  # folded twice: its own BN, then the residual
+        assert k2.folded_bn == "stage2_block1_down_bn" and k2.residual_bn == "stage2_block1_bn2"
+        np.testing.assert_allclose(
+            layers["stage2_block1_down_conv"].get_weights()[0], k2.kernel, rtol=0, atol=0
+        )
+        assert is_ternary(k2.ternary)
+    assert plain.residual == [] and "stage1_block1_bn2" in {x.name for x in plain.model.layers}
+
+
 def test_inference_model_of_larq_sequential_with_input_quantizer():
     model = larq_model(input_quantizer="ste_sign")
     graph = inference_model(model)

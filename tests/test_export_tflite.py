@@ -54,6 +54,11 @@ def test_export_every_mode(tmp_path, calib, ternary_int8, kind, mode):
     assert len(result.kernels) == n_quantized
     assert result.all_exact
     tensors = read_weight_tensors(path)
+    scales = [t for t in tensors if t.op == "DEPTHWISE_CONV_2D"]  # residual batch-norm scales
+    folds = inference_model(model, fold_residual_bn=True).residual if mode == "int8" else []
+    assert result.residual_folded == [f.bn for f in folds]
+    assert len(scales) == sum(kind == "scaled" for f in folds for _, kind in f.branches)
+    tensors = [t for t in tensors if t.op != "DEPTHWISE_CONV_2D"]
     assert len(tensors) == 10  # 9 convolutions + the classifier
     want = "FLOAT32" if mode == "float" else "INT8"  # int16x8 keeps int8 weights
     assert {t.dtype for t in tensors} == {want}
@@ -75,8 +80,10 @@ def test_export_every_mode(tmp_path, calib, ternary_int8, kind, mode):
 def test_int8_kernels_are_ternary_codes_in_the_flatbuffer(ternary_int8):
     """Read the file directly: each ternary kernel is int8 with codes {-q, 0, +q} per channel."""
     model, path, _ = ternary_int8
-    graph = inference_model(model)
+    graph = inference_model(model, fold_residual_bn=True)
     for tensor in read_weight_tensors(path):
+        if tensor.op == "DEPTHWISE_CONV_2D":  # a residual batch-norm scale, not a kernel
+            continue
         assert tensor.dtype == "INT8" and tensor.values.dtype == np.int8
         assert tensor.quantized_dimension == 0
         assert not np.any(tensor.zero_points)
@@ -108,7 +115,7 @@ def test_int8_with_float_io_and_batchnorm_stats(tmp_path, calib):
 
 def test_check_detects_a_kernel_that_is_not_in_the_file(ternary_int8):
     model, path, _ = ternary_int8
-    graph = inference_model(model)
+    graph = inference_model(model, fold_residual_bn=True)
     first = graph.ternary_kernels[0]
     wrong = dataclasses.replace(first, ternary=-first.ternary)
     wrong.ternary.flat[np.flatnonzero(wrong.ternary == 0)[:1]] = 1

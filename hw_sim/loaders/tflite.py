@@ -186,6 +186,19 @@ class _Builder:
         self.layer_order = [entry["name"] for entry in layers]
         self.kept_bn = list((meta or {}).get("batchnorms", []))
         self.pending_mul: dict[int, tuple[np.ndarray, int]] = {}
+        # batch-norms the exporter pushed back into residual branches: re-emitted after the
+        # add (or its global pooling); their depthwise scales and range clips are identities
+        residual = (meta or {}).get("residual", [])
+        self.residual = {f["bn"]: f for f in residual}
+        self.residual_identity = {
+            name: f
+            for f in residual
+            for name in [
+                *f.get("clips", []),
+                *(b["layer"] for b in f["branches"] if b["kind"] == "scaled"),
+            ]
+        }
+        self.branch_of: dict[int, dict] = {}  # tensor -> residual fold it is a branch of
 
     # ------------------------------------------------------------------ helpers
     def _unique(self, name: str) -> str:
@@ -249,6 +262,16 @@ class _Builder:
         if fused is None:
             raise HwSimError(f"{r.path}: unsupported fused activation in {kind}")
         layer = self.layer_for([r.name(inputs[1]), r.name(output)])
+        fold = self.residual.get((layer or {}).get("residual_bn") or "")
+        if fold is not None:  # undo the residual batch-norm's scale (and shift) in this branch
+            self.branch_of[output] = fold
+            res_scale = np.asarray(fold["scale"], np.float64)
+            res_scale = np.where(res_scale != 0, res_scale, 1.0)
+            weights = (weights / res_scale).astype(np.float32)
+            bias = np.zeros(res_scale.size) if bias is None else np.asarray(bias, np.float64)
+            if fold.get("shift_branch") == layer["name"]:
+                bias = bias - np.asarray(fold["shift"], np.float64)
+            bias = (bias / res_scale).astype(np.float32)
         levels, scale = _split_kernel(weights)
         if layer and layer.get("folded_bn") and layer.get("negative_channels"):
             negative = np.asarray(layer["negative_channels"], dtype=np.int64)
@@ -349,6 +372,32 @@ class _Builder:
             current = self.activation(fused, current, output, f"{name}_activation")
         self.alias[output] = current
 
+    def residual_bn(self, src: str, inputs: list[int], output: int, pooled: bool) -> str:
+        """Re-emit the batch-norm whose branches meet in this ADD (or its pooling), if any.
+
+        Returns the IR op that now stands for ``output``. A fold through a global pooling
+        (``via``) is emitted after the MEAN: the ADD only passes it on.
+        """
+        fold = next((self.branch_of[t] for t in inputs if t in self.branch_of), None)
+        if fold is None:
+            return src
+        if bool(fold.get("via")) != pooled:
+            if not pooled:
+                self.branch_of[output] = fold
+            return src
+        eps = float(fold.get("epsilon", 1e-3))
+        return self.emit(
+            self._bn(fold["bn"], src, output, fold["scale"], fold["shift"], eps), output
+        )
+
+    def residual_identity_of(self, output: int) -> dict | None:
+        """The residual fold that added this op (a depthwise scale or a range clip), if any."""
+        name = self.r.name(output)
+        for layer, fold in self.residual_identity.items():
+            if f"/{layer}/" in name or name.endswith(f"/{layer}"):
+                return fold
+        return None
+
     def bn_name(self, tensors: list[int]) -> str:
         """The kept batch-norm these MUL / ADD tensors come from (by name, else in order)."""
         names = [self.r.name(t) for t in tensors]
@@ -374,6 +423,11 @@ class _Builder:
         out = outputs[0]
         if kind in _IDENTITY_OPS:
             self.alias[out] = self.src(inputs[0])
+        elif kind in ("DEPTHWISE_CONV_2D", "MINIMUM", "MAXIMUM") and (
+            self.residual_identity_of(out) is not None
+        ):
+            self.alias[out] = self.src(inputs[0])
+            self.branch_of[out] = self.residual_identity_of(out)
         elif kind in ("CONV_2D", "FULLY_CONNECTED"):
             self.compute(kind, op, inputs, out)
         elif kind in ("MUL", "ADD") and any(r.constant(t) is not None for t in inputs):
@@ -388,6 +442,7 @@ class _Builder:
             current = self.emit(
                 Op(name, "add", srcs, self.shape(out), source_type="tflite:ADD"), out
             )
+            current = self.residual_bn(current, inputs, out, pooled=False)
             if fused != "linear":
                 self.activation(fused, current, out, f"{name}_activation")
         elif kind == "MEAN":
@@ -400,7 +455,8 @@ class _Builder:
             ):
                 raise HwSimError(f"{r.path}: only MEAN over H, W without keep_dims is supported")
             src = self.src(inputs[0])
-            self.emit(Op("global_avgpool", "global_avgpool", [src], self.shape(out)), out)
+            pooled = self.emit(Op("global_avgpool", "global_avgpool", [src], self.shape(out)), out)
+            self.residual_bn(pooled, inputs[:1], out, pooled=True)
         elif kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
             opts = r.options(op, "Pool2DOptions")
             pool = (int(opts.FilterHeight()), int(opts.FilterWidth()))

@@ -51,6 +51,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--io", default=None, choices=("int8", "float32"), help="int8 mode: input/output type"
     )
     p.add_argument(
+        "--keep-residual-bn",
+        action="store_true",
+        help="int8: keep batch-norms after residual sums as a multiply-add instead of pushing "
+        "them back into the branches (the default; more accurate in int8)",
+    )
+    p.add_argument(
         "--coding", default="ans", choices=("ans", "2bit"), help="packed: entropy (ans) or 2-bit"
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -157,13 +163,18 @@ def _export(args) -> dict:
     data = None
     if args.mode in QUANTIZED_MODES:
         data = load_representative(args.representative, tuple(model.input_shape[1:]))
-    result = to_tflite(model, args.out, args.mode, data, io_dtype=args.io)
+    residual = False if args.keep_residual_bn else None
+    result = to_tflite(
+        model, args.out, args.mode, data, io_dtype=args.io, fold_residual_bn=residual
+    )
     if not args.json:
         exact = sum(k.exact for k in result.kernels)
+        pushed = len(result.residual_folded)
         print(
             f"wrote {args.out}: {result.size_bytes} bytes ({args.mode}); "
             f"{exact}/{len(result.kernels)} ternary kernels stored exactly; "
             f"{len(result.folded)} batch-norms folded"
+            + (f", {pushed} pushed back into residual branches" if pushed else "")
         )
     return result.to_dict()
 

@@ -11,8 +11,23 @@ directly follows a convolution into it (:func:`batchnorm_affine`, :func:`fold_ba
 The folded kernel of output channel ``c`` is ``s_c · t_c``: a per-channel scale times a
 ternary tensor, which symmetric per-channel int8 quantization (scale ``|s_c| / 127``)
 represents *exactly* as ``{-127, 0, +127}``. Batch-norms that do not directly follow a
-single-use convolution (e.g. after a residual ``Add``) stay as they are; the TFLite
-converter turns them into a per-channel multiply and add.
+single-use convolution stay as they are; the TFLite converter turns them into a per-channel
+multiply and add.
+
+A batch-norm after a residual ``Add`` (optionally through a global average pooling, which
+is linear per channel too) can instead be pushed *back* into the branches of the sum
+(:func:`fold_residual_batchnorms`):
+
+    BN(a + x) = (s ⊙ a + t) + s ⊙ x
+
+A branch made by a single-use convolution gets ``s`` folded into its kernel (and ``t``
+into its bias); an identity branch gets a 1×1 depthwise convolution holding ``s``. The
+function is unchanged, but the sum is then computed in the *normalised* domain, which
+matters for int8: quantizing ``a + x`` per tensor before a per-channel scale ``s`` of up
+to several hundred throws the small-variance channels away. When the batch-norm feeds a
+hard-tanh (``clip(·, -1, 1)``) and the branch inputs are bounded, each convolution branch
+is also clipped to ``±(1 + bound of the other branch)`` (:class:`RangeClip`), which cannot
+change the clipped sum but lets the int8 converter give that tensor a fine scale.
 """
 
 from __future__ import annotations
@@ -28,9 +43,12 @@ __all__ = [
     "FoldedKernel",
     "InferenceGraph",
     "QuantizerLayer",
+    "RangeClip",
+    "ResidualFold",
     "batchnorm_affine",
     "constant_kernel",
     "fold_batchnorm",
+    "fold_residual_batchnorms",
     "inference_model",
     "is_ternary",
 ]
@@ -72,6 +90,23 @@ class QuantizerLayer(tf.keras.layers.Layer):
         return {**super().get_config(), "quantizer": lq.quantizers.serialize(self.quantizer)}
 
 
+@tf.keras.utils.register_keras_serializable(package="keras_ternary_export", name="RangeClip")
+class RangeClip(tf.keras.layers.Layer):
+    """``clip(x, -bound, bound)``: an exact no-op where placed by the export, a range hint."""
+
+    def __init__(self, bound: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if not bound > 0:
+            raise ValueError(f"bound must be > 0, got {bound}")
+        self.bound = float(bound)
+
+    def call(self, inputs):
+        return tf.clip_by_value(inputs, -self.bound, self.bound)
+
+    def get_config(self):
+        return {**super().get_config(), "bound": self.bound}
+
+
 @dataclass
 class FoldedKernel:
     """One quantized kernel of the source model as it appears in the inference model.
@@ -82,6 +117,9 @@ class FoldedKernel:
         ternary: the quantized kernel ``t`` (Keras layout), before any scaling.
         scale: per-output-channel factor multiplied in by batch-norm folding (ones if none).
         folded_bn: name of the batch-norm folded into this layer, or None.
+        residual_bn: name of a batch-norm after a residual sum pushed back into this layer
+            (:func:`fold_residual_batchnorms`), or None.
+        residual_scale: that batch-norm's per-channel ``s`` (float64), or None.
     """
 
     layer: str
@@ -89,11 +127,60 @@ class FoldedKernel:
     ternary: np.ndarray
     scale: np.ndarray
     folded_bn: str | None = None
+    residual_bn: str | None = None
+    residual_scale: np.ndarray | None = None
+
+    @property
+    def total_scale(self) -> np.ndarray:
+        """Per-channel factor of the inference kernel: ``scale``, times ``residual_scale``."""
+        if self.residual_scale is None:
+            return np.asarray(self.scale, np.float32)
+        return (np.asarray(self.scale, np.float64) * self.residual_scale).astype(np.float32)
 
     @property
     def kernel(self) -> np.ndarray:
-        """The constant kernel of the inference model, ``scale ⊙ t`` (last axis = channels)."""
-        return (self.ternary * self.scale).astype(np.float32)
+        """The constant kernel of the inference model, ``total_scale ⊙ t`` (channels last)."""
+        return (self.ternary * self.total_scale).astype(np.float32)
+
+
+@dataclass
+class ResidualFold:
+    """A batch-norm after a residual ``Add`` pushed back into the branches of the sum.
+
+    Attributes:
+        bn: the batch-norm (gone from the inference model).
+        add: the ``Add`` layer.
+        via: the global-average-pooling layer between the add and the batch-norm, or None.
+        scale, shift: the batch-norm as ``y = scale·x + shift`` (float64, per channel).
+        epsilon: the batch-norm's ε.
+        branches: per input of the add, ``(layer, kind)``: kind ``"folded"`` (a convolution
+            that took ``scale``) or ``"scaled"`` (a depthwise layer added to hold ``scale``).
+        shift_branch: the layer that took ``shift`` as (part of) its bias.
+        clips: the :class:`RangeClip` layers added (may be empty).
+    """
+
+    bn: str
+    add: str
+    via: str | None
+    scale: np.ndarray
+    shift: np.ndarray
+    epsilon: float
+    branches: list[tuple[str, str]]
+    shift_branch: str
+    clips: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "bn": self.bn,
+            "add": self.add,
+            "via": self.via,
+            "scale": [float(v) for v in self.scale],
+            "shift": [float(v) for v in self.shift],
+            "epsilon": self.epsilon,
+            "branches": [{"layer": n, "kind": k} for n, k in self.branches],
+            "shift_branch": self.shift_branch,
+            "clips": list(self.clips),
+        }
 
 
 @dataclass
@@ -103,6 +190,7 @@ class InferenceGraph:
     model: tf.keras.Model
     kernels: list[FoldedKernel] = field(default_factory=list)
     folded: dict[str, str] = field(default_factory=dict)  # bn name -> conv name
+    residual: list[ResidualFold] = field(default_factory=list)
 
     @property
     def ternary_kernels(self) -> list[FoldedKernel]:
@@ -219,8 +307,13 @@ def _plain_layer_config(entry: dict, use_bias: bool) -> dict:
     return conf
 
 
-def inference_model(model: tf.keras.Model, fold_bn: bool = True) -> InferenceGraph:
+def inference_model(
+    model: tf.keras.Model, fold_bn: bool = True, fold_residual_bn: bool = False
+) -> InferenceGraph:
     """Build the float inference twin of ``model``: constant (ternary) kernels, BN folded.
+
+    ``fold_residual_bn`` also pushes batch-norms after residual sums back into the
+    branches (:func:`fold_residual_batchnorms`; needs ``fold_bn``).
 
     Every layer keeps its name. Activation quantizers (larq ``input_quantizer``) become a
     :class:`QuantizerLayer` named ``<layer>_input_quantizer`` in front of the layer.
@@ -294,4 +387,219 @@ def inference_model(model: tf.keras.Model, fold_bn: bool = True) -> InferenceGra
         if bn_name is not None:
             kernel, bias = fold_batchnorm(kernel, bias, s, t)
         layer.set_weights([kernel] if bias is None else [kernel, bias])
+    if fold_bn and fold_residual_bn:
+        graph = fold_residual_batchnorms(graph)
     return graph
+
+
+_HARD_TANH = ("HardTanh",)
+_CONV_CLASSES = ("Conv1D", "Conv2D", "Conv3D", "Dense")
+
+
+def _residual_plan(cfg: dict, model: tf.keras.Model) -> list[tuple[dict, dict, dict | None]]:
+    """``(bn, add, via)`` config entries of every batch-norm that can be pushed back."""
+    layers = cfg["layers"]
+    by_name = {e["name"]: e for e in layers}
+    consumers = _consumers(layers)
+    outputs = {o[0] for o in cfg["output_layers"]}
+    plan = []
+    for e in layers:
+        if e["class_name"] != "BatchNormalization":
+            continue
+        axis = e["config"].get("axis", -1)
+        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+        nodes = _nodes(e)
+        rank = len(model.get_layer(e["name"]).output_shape)
+        if len(nodes) != 1 or len(nodes[0]) != 1 or axis not in (-1, rank - 1):
+            continue
+        src, via = by_name.get(nodes[0][0][0]), None
+        if src is not None and src["class_name"] == "GlobalAveragePooling2D":
+            if consumers[src["name"]] != [e["name"]] or src["config"].get("keepdims"):
+                continue
+            via, (vnode,) = src, _nodes(src)
+            src = by_name.get(vnode[0][0])
+            if src is None or consumers[src["name"]] != [via["name"]]:
+                continue
+        elif src is None or consumers[src["name"]] != [e["name"]]:
+            continue
+        if src["class_name"] != "Add" or len(_nodes(src)) != 1 or src["name"] in outputs:
+            continue
+        if via is not None and via["name"] in outputs:
+            continue
+        plan.append((e, src, via))
+    return plan
+
+
+def _output_bound(name: str, by_name: dict) -> float | None:
+    """An upper bound of ``|output|`` of layer ``name`` from its inputs' bounds, or None."""
+    entry = by_name.get(name)
+    if entry is None:
+        return None
+    if entry["class_name"] in _HARD_TANH:
+        return 1.0
+    return None
+
+
+def _foldable_branch(producer: dict | None, add: dict, consumers: dict) -> bool:
+    """True if ``producer`` is a linear conv/dense layer used only by ``add`` (once)."""
+    return (
+        producer is not None
+        and producer["class_name"] in _CONV_CLASSES
+        and consumers[producer["name"]] == [add["name"]]
+        and producer["config"].get("activation", "linear") in ("linear", None)
+        and len(_nodes(producer)) == 1
+    )
+
+
+def fold_residual_batchnorms(graph: InferenceGraph) -> InferenceGraph:
+    """Push batch-norms after a residual ``Add`` back into the branches (see module docs).
+
+    Returns a new :class:`InferenceGraph` computing the same function (up to float
+    rounding); ``graph.residual`` lists what was done, ``graph.kernels`` carry the extra
+    per-channel ``residual_scale`` of the convolutions that took it.
+    """
+    model = graph.model
+    cfg = copy.deepcopy(model.get_config())
+    layers = cfg["layers"]
+    by_name = {e["name"]: e for e in layers}
+    consumers = _consumers(layers)
+    plan = _residual_plan(cfg, model)
+    if not plan:
+        return graph
+    kernels = {k.layer: copy.copy(k) for k in graph.kernels}
+    weights: dict[str, list[np.ndarray]] = {}
+    inserted: dict[str, list[dict]] = {}  # add name -> layers to insert before it
+    rename: dict[str, str] = {}
+    folds = []
+    for bn_entry, add, via in plan:
+        bn = model.get_layer(bn_entry["name"])
+        s, t = batchnorm_affine(bn)
+        (node,) = _nodes(add)
+        foldable = [_foldable_branch(by_name.get(arg[0]), add, consumers) for arg in node]
+        if not all(foldable) and len(model.get_layer(add["name"]).output_shape) != 4:
+            continue  # an identity branch needs a depthwise (2-D) layer: keep this batch-norm
+        branches, bounds, shift_branch = [], [], None
+        extra: list[dict] = []
+        for i, arg in enumerate(node):
+            producer = by_name.get(arg[0])
+            give_shift = shift_branch is None
+            if foldable[i] and producer["name"] not in weights:
+                layer = model.get_layer(producer["name"])
+                current = layer.get_weights()
+                bias = current[1] if len(current) > 1 else np.zeros_like(s)
+                fk = kernels.get(layer.name)
+                if fk is not None:
+                    fk.residual_bn, fk.residual_scale = bn.name, s
+                    kernel = fk.kernel
+                else:
+                    kernel = (np.asarray(current[0], np.float64) * s).astype(np.float32)
+                new_bias = s * np.asarray(bias, np.float64) + (t if give_shift else 0.0)
+                weights[layer.name] = [kernel, new_bias.astype(np.float32)]
+                producer["config"]["use_bias"] = True
+                branches.append((layer.name, "folded"))
+                (pnode,) = _nodes(producer)
+                b_in = _output_bound(pnode[0][0], by_name) if len(pnode) == 1 else None
+                reduce_axes = tuple(range(kernel.ndim - 1))
+                bounds.append(
+                    None
+                    if b_in is None
+                    else np.abs(kernel).sum(axis=reduce_axes) * b_in + np.abs(new_bias)
+                )
+            else:
+                name = f"{bn.name}_scale{i}"
+                if name in by_name:
+                    raise ExportError(f"cannot fold {bn.name}: a layer is already named {name!r}")
+                extra.append(
+                    {
+                        "module": "keras.layers",
+                        "class_name": "DepthwiseConv2D",
+                        "registered_name": None,
+                        "name": name,
+                        "config": {
+                            "name": name,
+                            "trainable": False,
+                            "kernel_size": [1, 1],
+                            "padding": "valid",
+                            "use_bias": give_shift,
+                        },
+                        "inbound_nodes": [[copy.deepcopy(arg)]],
+                    }
+                )
+                dw = [s.reshape(1, 1, -1, 1).astype(np.float32)]
+                weights[name] = dw + ([t.astype(np.float32)] if give_shift else [])
+                arg[0], arg[1], arg[2] = name, 0, 0
+                branches.append((name, "scaled"))
+                b_in = _output_bound(extra[-1]["inbound_nodes"][0][0][0], by_name)
+                bounds.append(
+                    None if b_in is None else np.abs(s) * b_in + (np.abs(t) if give_shift else 0.0)
+                )
+            if give_shift:
+                shift_branch = branches[-1][0]
+        fold = ResidualFold(
+            bn.name,
+            add["name"],
+            via["name"] if via else None,
+            s,
+            t,
+            float(bn.epsilon),
+            branches,
+            shift_branch,
+        )
+        after = consumers[bn.name]
+        clip_ok = (
+            via is None
+            and len(after) == 1
+            and by_name[after[0]]["class_name"] in _HARD_TANH
+            and all(b is not None for b in bounds)
+        )
+        if clip_ok:
+            peak = [float(np.max(b)) for b in bounds]
+            for i, (arg, (_, kind)) in enumerate(zip(node, branches, strict=True)):
+                if kind != "folded":
+                    continue
+                bound = 1.0 + sum(p for j, p in enumerate(peak) if j != i)
+                name = f"{bn.name}_clip{i}"
+                extra.append(
+                    {
+                        "module": RangeClip.__module__,
+                        "class_name": "RangeClip",
+                        "registered_name": tf.keras.utils.get_registered_name(RangeClip),
+                        "name": name,
+                        "config": {"name": name, "trainable": False, "bound": bound},
+                        "inbound_nodes": [[copy.deepcopy(arg)]],
+                    }
+                )
+                arg[0], arg[1], arg[2] = name, 0, 0
+                peak[i] = min(peak[i], bound)
+                fold.clips.append(name)
+        inserted[add["name"]] = extra
+        rename[bn.name] = via["name"] if via else add["name"]
+        folds.append(fold)
+    if not folds:
+        return graph
+    gone = {f.bn for f in folds}
+    new_layers = []
+    for e in layers:
+        if e["name"] in gone:
+            continue
+        new_layers.extend(inserted.get(e["name"], []))
+        for node in _nodes(e):
+            for arg in node:
+                arg[0] = rename.get(arg[0], arg[0])
+        new_layers.append(e)
+    cfg["layers"] = new_layers
+    cfg["output_layers"] = [[rename.get(o[0], o[0]), *o[1:]] for o in cfg["output_layers"]]
+    new = tf.keras.Model.from_config(
+        cfg, custom_objects={"QuantizerLayer": QuantizerLayer, "RangeClip": RangeClip}
+    )
+    for layer in new.layers:
+        if layer.name in weights:
+            layer.set_weights(weights[layer.name])
+        elif layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return InferenceGraph(
+        new,
+        kernels=[kernels.get(k.layer, k) for k in graph.kernels],
+        folded=dict(graph.folded),
+        residual=[*graph.residual, *folds],
+    )

@@ -75,6 +75,7 @@ class TFLiteExport:
     kernels: list[KernelCheck]
     folded: dict[str, str]
     fold_max_abs_diff: float | None = None
+    residual_folded: list[str] = field(default_factory=list)
 
     @property
     def all_exact(self) -> bool:
@@ -259,13 +260,16 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
     ``layers``: per conv/dense layer of the source (in order): its kernel quantizer kind
     and Δ, whether it had a bias, the batch-norm folded into it, that batch-norm's ε and
     the output channels where its scale is negative (so that ``t`` can be recovered);
-    ``input``: the name of the model input; ``batchnorms``: the batch-norms that were kept.
+    ``input``: the name of the model input; ``batchnorms``: the batch-norms that were kept;
+    ``residual``: the batch-norms pushed back into residual branches
+    (:meth:`~keras_ternary.export.fold.ResidualFold.to_dict`), and per layer ``residual_bn``.
     """
     import keras_ternary
     from keras_ternary.stats import quantizer_kind
 
     folded_into = {conv: bn for bn, conv in graph.folded.items()}
     scales = {k.layer: k.scale for k in graph.kernels}
+    kernels = {k.layer: k for k in graph.kernels}
     layers = []
     for layer in graph.model.layers:
         if type(layer).__name__ not in ("Conv1D", "Conv2D", "Conv3D", "Dense"):
@@ -273,6 +277,7 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
         src = model.get_layer(layer.name)
         q = getattr(src, "kernel_quantizer", None)
         bn = folded_into.get(layer.name)
+        fk = kernels.get(layer.name)
         layers.append(
             {
                 "name": layer.name,
@@ -287,6 +292,10 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
                     if bn and layer.name in scales
                     else []
                 ),
+                "residual_bn": next(
+                    (f.bn for f in graph.residual for n, _ in f.branches if n == layer.name),
+                    fk.residual_bn if fk else None,
+                ),
             }
         )
     kept = [x.name for x in graph.model.layers if isinstance(x, tf.keras.layers.BatchNormalization)]
@@ -298,6 +307,7 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
         "input": graph.model.input_names[0],
         "layers": layers,
         "batchnorms": kept,
+        "residual": [f.to_dict() for f in graph.residual],
     }
 
 
@@ -309,6 +319,7 @@ def to_tflite(
     *,
     io_dtype: str | None = None,
     fold_bn: bool = True,
+    fold_residual_bn: bool | None = None,
     strict: bool = True,
 ) -> TFLiteExport:
     """Export ``model`` to a .tflite file with constant ternary kernels and folded batch-norm.
@@ -324,6 +335,11 @@ def to_tflite(
         io_dtype: int8 mode: ``"int8"`` (default, fully integer) or ``"float32"`` model
             inputs/outputs; the other modes have float32 inputs/outputs.
         fold_bn: fold batch-norms into the preceding convolution where exact.
+        fold_residual_bn: also push batch-norms after residual sums back into the branches
+            (exact; see :func:`~keras_ternary.export.fold.fold_residual_batchnorms`). Default:
+            on for ``"int8"``, where the sum is then quantized in the normalised domain
+            (higher agreement with Keras); off for ``"float"`` (no gain) and ``"int16x8"``
+            (TFLite has no 16x8 kernel for the stand-alone clip it leaves after pooling).
         strict: raise :class:`ExportError` (writing nothing) if a ternary kernel is not
             stored exactly.
 
@@ -339,7 +355,9 @@ def to_tflite(
                 f"representative_data has shape {representative_data.shape}, "
                 f"the model expects (N, {', '.join(str(d) for d in want)})"
             )
-    graph = inference_model(model, fold_bn=fold_bn)
+    if fold_residual_bn is None:
+        fold_residual_bn = mode == "int8"
+    graph = inference_model(model, fold_bn=fold_bn, fold_residual_bn=fold_residual_bn)
     fold_diff = None
     if representative_data is not None and isinstance(representative_data, np.ndarray):
         probe = np.asarray(representative_data[:32], np.float32)
@@ -354,7 +372,15 @@ def to_tflite(
         detail = "; ".join(f"{c.layer}: {c.message}" for c in bad[:3])
         raise ExportError(f"{len(bad)} ternary kernel(s) not stored exactly ({detail})")
     write_atomic(path, data)
-    return TFLiteExport(os.fspath(path), mode, len(data), checks, graph.folded, fold_diff)
+    return TFLiteExport(
+        os.fspath(path),
+        mode,
+        len(data),
+        checks,
+        graph.folded,
+        fold_diff,
+        [f.bn for f in graph.residual],
+    )
 
 
 def load_interpreter(tflite: bytes | str | os.PathLike, num_threads: int = 1):
