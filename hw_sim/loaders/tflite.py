@@ -11,10 +11,14 @@ loader *unfolds* the graph again: a folded convolution becomes the ternary convo
 followed by a ``batchnorm`` op (γ = channel scale, β = folded bias, μ = 0,
 σ² = 1 − ε, which computes the same function), a fused activation becomes an
 ``activation`` op, and a per-channel ``MUL``/``ADD`` by constants (a kept batch-norm)
-becomes a ``batchnorm`` op. The IR then has the same ops, in the same order of kinds, as
-the one :mod:`hw_sim.loaders.keras` builds from the source .h5, so the analytic counts
-agree. Activations are taken at the source model's precision (float32 unless an input
-quantizer says otherwise), not at the int8 storage precision of this deployment.
+becomes a ``batchnorm`` op. A batch-norm the exporter pushed back into the branches of a
+residual sum (metadata ``residual``) is divided out of the branch convolutions again, its
+depthwise scale and range clips are read as identities, and it is re-emitted after the
+``ADD`` (or after the ``MEAN`` it followed). The IR then has the same ops, in the same
+order of kinds, as the one :mod:`hw_sim.loaders.keras` builds from the source .h5, so the
+analytic counts agree. Activations are taken at the source model's precision (float32
+unless an input quantizer says otherwise), not at the int8 storage precision of this
+deployment.
 
 Without the metadata (a .tflite from elsewhere) the folded form is kept: per-channel
 ``weight_scale`` and ``bias`` on the convolution.
@@ -22,6 +26,8 @@ Without the metadata (a .tflite from elsewhere) the folded form is kept: per-cha
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 
 import numpy as np
@@ -148,6 +154,16 @@ class _Reader:
         return opts
 
 
+def _floats(value) -> np.ndarray:
+    """A metadata float vector: a JSON list, or base64 of little-endian float32."""
+    if isinstance(value, str):
+        try:
+            return np.frombuffer(base64.b64decode(value, validate=True), "<f4").astype(np.float64)
+        except (ValueError, binascii.Error):
+            raise HwSimError("unreadable float vector in the export metadata") from None
+    return np.asarray(value, np.float64)
+
+
 def _layer_name(tensor_name: str) -> str:
     """``model/layer/op;...`` -> ``layer`` (the Keras layer that made a tensor)."""
     parts = tensor_name.split(";")[0].split(":")[0].split("/")
@@ -188,7 +204,15 @@ class _Builder:
         self.pending_mul: dict[int, tuple[np.ndarray, int]] = {}
         # batch-norms the exporter pushed back into residual branches: re-emitted after the
         # add (or its global pooling); their depthwise scales and range clips are identities
-        residual = (meta or {}).get("residual", [])
+        try:
+            residual = [
+                {**f, "scale": _floats(f["scale"]), "shift": _floats(f["shift"])}
+                for f in (meta or {}).get("residual", [])
+            ]
+            for f in residual:
+                f["bn"], f["branches"]  # noqa: B018 - required keys
+        except (KeyError, TypeError):
+            raise HwSimError(f"{reader.path}: malformed 'residual' export metadata") from None
         self.residual = {f["bn"]: f for f in residual}
         self.residual_identity = {
             name: f

@@ -32,6 +32,7 @@ change the clipped sum but lets the int8 converter give that tensor a fine scale
 
 from __future__ import annotations
 
+import base64
 import copy
 from dataclasses import dataclass, field
 
@@ -143,6 +144,10 @@ class FoldedKernel:
         return (self.ternary * self.total_scale).astype(np.float32)
 
 
+def _b64_float32(values: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(values, "<f4").tobytes()).decode("ascii")
+
+
 @dataclass
 class ResidualFold:
     """A batch-norm after a residual ``Add`` pushed back into the branches of the sum.
@@ -170,12 +175,13 @@ class ResidualFold:
     clips: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """JSON-ready; ``scale`` and ``shift`` as base64 of little-endian float32."""
         return {
             "bn": self.bn,
             "add": self.add,
             "via": self.via,
-            "scale": [float(v) for v in self.scale],
-            "shift": [float(v) for v in self.shift],
+            "scale": _b64_float32(self.scale),
+            "shift": _b64_float32(self.shift),
             "epsilon": self.epsilon,
             "branches": [{"layer": n, "kind": k} for n, k in self.branches],
             "shift_branch": self.shift_branch,
