@@ -107,7 +107,7 @@ def test_residual_fold_is_recorded_in_the_file(files):
     meta = json.loads(read_metadata(files / "m8.tflite", METADATA_NAME))
     folds = {f["bn"]: f for f in meta["residual"]}
     assert set(folds) == {"stage1_block1_bn2", "stage2_block1_bn2", "bn2"}
-    assert folds["bn2"]["via"] == "avgpool" and not folds["bn2"]["clips"]
+    assert folds["bn2"]["via"] == "avgpool" and folds["bn2"]["clips"] == ["bn2_clip"]
     down = folds["stage2_block1_bn2"]
     assert [b["kind"] for b in down["branches"]] == ["folded", "folded"]
     assert len(down["clips"]) == 2

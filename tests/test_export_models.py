@@ -171,7 +171,9 @@ def test_residual_batchnorms_pushed_back_into_the_branches(kind):
     assert identity.clips == ["stage1_block1_bn2_clip0"]
     down = folds["stage2_block1_bn2"]  # conv branch + 1×1 down-sampling conv
     assert [k for _, k in down.branches] == ["folded", "folded"] and len(down.clips) == 2
-    assert folds["bn2"].via == "avgpool" and folds["bn2"].clips == []  # no clip before a mean
+    # no branch clip before a mean; one range clip (±(1 + 2⁻⁶)) after it, before the hard-tanh
+    assert folds["bn2"].via == "avgpool" and folds["bn2"].clips == ["bn2_clip"]
+    assert graph.model.get_layer("tanh2").input.node.layer.name == "bn2_clip"
     if kind != "float":
         kernels = {k.layer: k for k in graph.ternary_kernels}
         k2 = kernels["stage2_block1_down_conv"]  # folded twice: its own BN, then the residual

@@ -580,6 +580,24 @@ def fold_residual_batchnorms(graph: InferenceGraph) -> InferenceGraph:
                 fold.clips.append(name)
         inserted[add["name"]] = extra
         rename[bn.name] = via["name"] if via else add["name"]
+        if via is not None and len(after) == 1 and by_name[after[0]]["class_name"] in _HARD_TANH:
+            # the pooled sum only matters in [-1, 1]: say so to the converter (MEAN's output
+            # then gets an int8 step of about 2/255 instead of its calibrated range / 255).
+            # Not exactly ±1: the converter would turn that into a stand-alone RELU_N1_TO_1,
+            # whose range it does not pass back to the MEAN.
+            name = f"{bn.name}_clip"
+            inserted.setdefault(after[0], []).append(
+                {
+                    "module": RangeClip.__module__,
+                    "class_name": "RangeClip",
+                    "registered_name": tf.keras.utils.get_registered_name(RangeClip),
+                    "name": name,
+                    "config": {"name": name, "trainable": False, "bound": 1.0 + 2.0**-6},
+                    "inbound_nodes": [[[via["name"], 0, 0, {}]]],
+                }
+            )
+            rename[bn.name] = name
+            fold.clips.append(name)
         folds.append(fold)
     if not folds:
         return graph
