@@ -1,7 +1,9 @@
 """Benchmark (one run): .tflite size and single-image latency, int8 vs float32 (XNNPACK).
 
 Goals from the export issue: size int8 / float32 <= 0.27 and latency int8 / float32 <= 0.6
-for resnet20_star(inflation=1). Also prints the packed (2-bit and entropy-coded) and .h5 sizes.
+for resnet20_star(inflation=1). Also prints the int8 file with the residual batch-norms kept as
+a multiply-add (``fold_residual_bn=False``), and the packed (2-bit and entropy-coded) and .h5
+sizes.
 
     python benchmarks/bench_export.py [--inflation 1] [--runs 300] [--threads 1] [--json]
 
@@ -66,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     model, calib = calibrated_model(args.inflation)
     res: dict = {"model": f"resnet20_star(inflation={args.inflation})", "threads": args.threads}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {m: os.path.join(tmp, f"{m}.tflite") for m in ("int8", "float")}
+        paths = {m: os.path.join(tmp, f"{m}.tflite") for m in ("int8", "int8_keep", "float")}
         exp8 = to_tflite(model, paths["int8"], "int8", calib)
+        # the int8 default pushes residual batch-norms back into the branches; the other form
+        to_tflite(model, paths["int8_keep"], "int8", calib, fold_residual_bn=False)
         to_tflite(model, paths["float"], "float")
         res["int8_kernels_exact"] = f"{sum(k.exact for k in exp8.kernels)}/{len(exp8.kernels)}"
         res["size_int8"] = os.path.getsize(paths["int8"])
@@ -76,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         res["latency_ms_int8"] = single_image_latency(paths["int8"], args.runs, args.threads)
         res["latency_ms_float32"] = single_image_latency(paths["float"], args.runs, args.threads)
         res["latency_ratio"] = res["latency_ms_int8"] / res["latency_ms_float32"]
+        res["size_int8_residual_bn_kept"] = os.path.getsize(paths["int8_keep"])
+        res["latency_ms_int8_residual_bn_kept"] = single_image_latency(
+            paths["int8_keep"], args.runs, args.threads
+        )
         h5 = os.path.join(tmp, "m.h5")
         model.save(h5)
         res["size_h5"] = os.path.getsize(h5)

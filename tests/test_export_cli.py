@@ -30,8 +30,15 @@ def test_export_packed_and_tflite(tmp_path, model_file, capsys):
     tfl = tmp_path / "m.tflite"
     argv = ["export", str(model_file), "--to", "tflite", "--representative", str(npy)]
     assert main([*argv, "--out", str(tfl)]) == 0
-    assert "10/10 ternary kernels stored exactly" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "10/10 ternary kernels stored exactly" in said
+    assert "3 pushed back into residual branches" in said
     assert {t.dtype for t in read_weight_tensors(tfl)} == {"INT8"}
+    keep = tmp_path / "keep.tflite"
+    assert main([*argv, "--keep-residual-bn", "--out", str(keep)]) == 0
+    said = capsys.readouterr().out
+    assert "10/10 ternary kernels stored exactly" in said and "pushed back" not in said
+    assert "DEPTHWISE_CONV_2D" not in {t.op for t in read_weight_tensors(keep)}
     tfl16 = tmp_path / "m16.tflite"
     assert main([*argv, "--mode", "int16x8", "--out", str(tfl16)]) == 0
     assert "(int16x8); 10/10 ternary kernels stored exactly" in capsys.readouterr().out
