@@ -97,11 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res, indent=1))
     else:
         goal = {"size_ratio": 0.27, "latency_ratio": 0.6}
+        width = max(len(key) for key in res) + 1
         for key, value in res.items():
             text = f"{value:.4f}" if isinstance(value, float) else str(value)
             if key in goal:
                 text += f"   (goal <= {goal[key]}: {'met' if value <= goal[key] else 'NOT met'})"
-            print(f"{key:26s} {text}")
+            print(f"{key:{width}s} {text}")
     return 0
 
 
