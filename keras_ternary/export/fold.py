@@ -446,6 +446,18 @@ def _output_bound(name: str, by_name: dict) -> float | None:
     return None
 
 
+def _clip_entry(name: str, bound: float, source: list) -> dict:
+    """Functional-config entry of a :class:`RangeClip` applied to ``source`` (a node arg)."""
+    return {
+        "module": RangeClip.__module__,
+        "class_name": "RangeClip",
+        "registered_name": tf.keras.utils.get_registered_name(RangeClip),
+        "name": name,
+        "config": {"name": name, "trainable": False, "bound": float(bound)},
+        "inbound_nodes": [[copy.deepcopy(source)]],
+    }
+
+
 def _foldable_branch(producer: dict | None, add: dict, consumers: dict) -> bool:
     """True if ``producer`` is a linear conv/dense layer used only by ``add`` (once)."""
     return (
@@ -565,16 +577,7 @@ def fold_residual_batchnorms(graph: InferenceGraph) -> InferenceGraph:
                     continue
                 bound = 1.0 + sum(p for j, p in enumerate(peak) if j != i)
                 name = f"{bn.name}_clip{i}"
-                extra.append(
-                    {
-                        "module": RangeClip.__module__,
-                        "class_name": "RangeClip",
-                        "registered_name": tf.keras.utils.get_registered_name(RangeClip),
-                        "name": name,
-                        "config": {"name": name, "trainable": False, "bound": bound},
-                        "inbound_nodes": [[copy.deepcopy(arg)]],
-                    }
-                )
+                extra.append(_clip_entry(name, bound, arg))
                 arg[0], arg[1], arg[2] = name, 0, 0
                 peak[i] = min(peak[i], bound)
                 fold.clips.append(name)
@@ -586,16 +589,8 @@ def fold_residual_batchnorms(graph: InferenceGraph) -> InferenceGraph:
             # Not exactly ±1: the converter would turn that into a stand-alone RELU_N1_TO_1,
             # whose range it does not pass back to the MEAN.
             name = f"{bn.name}_clip"
-            inserted.setdefault(after[0], []).append(
-                {
-                    "module": RangeClip.__module__,
-                    "class_name": "RangeClip",
-                    "registered_name": tf.keras.utils.get_registered_name(RangeClip),
-                    "name": name,
-                    "config": {"name": name, "trainable": False, "bound": 1.0 + 2.0**-6},
-                    "inbound_nodes": [[[via["name"], 0, 0, {}]]],
-                }
-            )
+            clip = _clip_entry(name, 1.0 + 2.0**-6, [via["name"], 0, 0, {}])
+            inserted.setdefault(after[0], []).append(clip)
             rename[bn.name] = name
             fold.clips.append(name)
         folds.append(fold)
