@@ -506,7 +506,7 @@ def table2(runs: Sequence[RunRecord]) -> str | None:
     groups = group_runs(runs)
     fp_acc: dict[tuple, float] = {}
     for key, members in groups.items():
-        if key[1] == "float":
+        if key[1] == "float" and all(r.finished for r in members):  # no diff to a partial FP
             fp_acc[(key[0], key[6], key[7])] = _mean_sd([r.best_accuracy() for r in members])[0]
     order = {"float": 0, "binary": 1, "ternary": 2}
     for key, members in sorted(groups.items(), key=lambda kv: (kv[0][0], order[kv[0][1]])):
@@ -534,9 +534,15 @@ def table2(runs: Sequence[RunRecord]) -> str | None:
                 _fmt(paper[2]),
             ]
         )
+        partial = [r for r in members if not r.finished]
+        n_runs = str(len(members)) + (
+            f" ({len(partial)} partial: {', '.join(str(len(r.history)) for r in partial)} ep.)"
+            if partial
+            else ""
+        )
         lines.append(
             f"| {_label(run)} | {key[0]} | {run.config['epochs']} ({run.span()})"
-            f" | {len(members)} | {_fmt(acc)} | {_fmt(sparsity)} | {_fmt(entropy)} "
+            f" | {n_runs} | {_fmt(acc)} | {_fmt(sparsity)} | {_fmt(entropy)} "
             f"| {_fmt(diff)} | " + " | ".join(paper_cells) + " |"
         )
     lines += [
@@ -544,7 +550,8 @@ def table2(runs: Sequence[RunRecord]) -> str | None:
         "Paper rows other than ResNet-20 (FP) are for ResNet-20* (k = 5) after 500 epochs; "
         "'(k=5)' marks a paper value shown beside a run of another width. Accuracy is the best "
         "validation (test-set) accuracy over training, sparsity and entropy those of the final "
-        "weights.",
+        "weights. A partial run counts with the epochs it has so far; no difference to float is "
+        "computed against a partial float run.",
         "",
     ]
     return "\n".join(lines)

@@ -275,7 +275,7 @@ def test_report_builds_every_figure_and_table(fake_runs, tmp_path):
     cells = [c.strip() for c in log_row.strip("|").split("|")]
     assert cells[3:8] == ["2", "93.35", "89.80", "0.57", "-0.25"]
     assert cells[8:] == ["93.27", "89.75", "0.57"]
-    assert "| binary | 5 |" in tables and "partial" not in tables
+    assert "| binary | 5 |" in tables and " partial: " not in tables and "partial (" not in tables
     report = (out / "report.md").read_text()
     assert "![fig1](fig1.png)" in report and "![fig5](fig5.png)" in report
     umask = os.umask(0)
@@ -285,6 +285,14 @@ def test_report_builds_every_figure_and_table(fake_runs, tmp_path):
 
     with_partial = collect_runs([fake_runs], include_partial=True)
     assert len(with_partial) == 20
+    write_report([fake_runs], tmp_path / "partial", include_partial=True)
+    tables = (tmp_path / "partial" / "tables.md").read_text()
+    float_row = next(ln for ln in tables.splitlines() if ln.startswith("| float | 5 "))
+    assert "| 2 (1 partial: 6 ep.) |" in float_row
+    log_row = next(
+        ln for ln in tables.splitlines() if ln.startswith("| log Δ0=0.1 M=1.9 Δf=0.9 | 5 ")
+    )
+    assert log_row.split("|")[8].strip() == "–"  # no difference to a float group with a partial
 
 
 def test_report_skips_what_is_missing_and_cli_errors(tmp_path, capsys):
