@@ -209,19 +209,17 @@ class _Builder:
                 {**f, "scale": _floats(f["scale"]), "shift": _floats(f["shift"])}
                 for f in (meta or {}).get("residual", [])
             ]
-            for f in residual:
-                f["bn"], f["branches"]  # noqa: B018 - required keys
+            self.residual = {f["bn"]: f for f in residual}
+            self.residual_identity = {
+                name: f
+                for f in residual
+                for name in [
+                    *f.get("clips", []),
+                    *(b["layer"] for b in f["branches"] if b["kind"] == "scaled"),
+                ]
+            }
         except (KeyError, TypeError):
             raise HwSimError(f"{reader.path}: malformed 'residual' export metadata") from None
-        self.residual = {f["bn"]: f for f in residual}
-        self.residual_identity = {
-            name: f
-            for f in residual
-            for name in [
-                *f.get("clips", []),
-                *(b["layer"] for b in f["branches"] if b["kind"] == "scaled"),
-            ]
-        }
         self.branch_of: dict[int, dict] = {}  # tensor -> residual fold it is a branch of
 
     # ------------------------------------------------------------------ helpers
@@ -445,13 +443,16 @@ class _Builder:
     def operator(self, kind: str, op, inputs: list[int], outputs: list[int]) -> None:
         r = self.r
         out = outputs[0]
+        added = (
+            self.residual_identity_of(out)
+            if kind in ("DEPTHWISE_CONV_2D", "MINIMUM", "MAXIMUM")
+            else None
+        )
         if kind in _IDENTITY_OPS:
             self.alias[out] = self.src(inputs[0])
-        elif kind in ("DEPTHWISE_CONV_2D", "MINIMUM", "MAXIMUM") and (
-            self.residual_identity_of(out) is not None
-        ):
+        elif added is not None:  # a residual fold's depthwise scale or range clip
             self.alias[out] = self.src(inputs[0])
-            self.branch_of[out] = self.residual_identity_of(out)
+            self.branch_of[out] = added
         elif kind in ("CONV_2D", "FULLY_CONNECTED"):
             self.compute(kind, op, inputs, out)
         elif kind in ("MUL", "ADD") and any(r.constant(t) is not None for t in inputs):

@@ -269,6 +269,14 @@ def _consumers(layers: list[dict]) -> dict[str, list[str]]:
     return out
 
 
+def _normalises_last_axis(bn_entry: dict, model: tf.keras.Model) -> bool:
+    """True if the batch-norm of config ``bn_entry`` works on the last (channel) axis."""
+    axis = bn_entry["config"].get("axis", -1)
+    axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+    rank = len(model.get_layer(bn_entry["name"]).output_shape)
+    return axis in (-1, rank - 1)
+
+
 def _foldable_pairs(cfg: dict, model: tf.keras.Model) -> dict[str, str]:
     """Batch-norm name -> conv/dense name for every BN that can be folded exactly."""
     layers = cfg["layers"]
@@ -286,15 +294,12 @@ def _foldable_pairs(cfg: dict, model: tf.keras.Model) -> dict[str, str]:
         if producer is None or producer["class_name"] not in _PLAIN_CLASS:
             continue
         pc = producer["config"]
-        axis = e["config"].get("axis", -1)
-        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-        rank = len(model.get_layer(producer["name"]).output_shape)
         if (
             len(_nodes(producer)) != 1
             or consumers[producer["name"]] != [e["name"]]
             or producer["name"] in outputs
             or pc.get("activation", "linear") not in ("linear", None)
-            or axis not in (-1, rank - 1)
+            or not _normalises_last_axis(e, model)
             or pc.get("data_format", "channels_last") != "channels_last"
         ):
             continue
@@ -412,11 +417,8 @@ def _residual_plan(cfg: dict, model: tf.keras.Model) -> list[tuple[dict, dict, d
     for e in layers:
         if e["class_name"] != "BatchNormalization":
             continue
-        axis = e["config"].get("axis", -1)
-        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
         nodes = _nodes(e)
-        rank = len(model.get_layer(e["name"]).output_shape)
-        if len(nodes) != 1 or len(nodes[0]) != 1 or axis not in (-1, rank - 1):
+        if len(nodes) != 1 or len(nodes[0]) != 1 or not _normalises_last_axis(e, model):
             continue
         src, via = by_name.get(nodes[0][0][0]), None
         if src is not None and src["class_name"] == "GlobalAveragePooling2D":
@@ -437,13 +439,9 @@ def _residual_plan(cfg: dict, model: tf.keras.Model) -> list[tuple[dict, dict, d
 
 
 def _output_bound(name: str, by_name: dict) -> float | None:
-    """An upper bound of ``|output|`` of layer ``name`` from its inputs' bounds, or None."""
+    """A bound of ``|output|`` of layer ``name``: 1 for a hard-tanh, else None (unknown)."""
     entry = by_name.get(name)
-    if entry is None:
-        return None
-    if entry["class_name"] in _HARD_TANH:
-        return 1.0
-    return None
+    return 1.0 if entry is not None and entry["class_name"] in _HARD_TANH else None
 
 
 def _clip_entry(name: str, bound: float, source: list) -> dict:

@@ -269,7 +269,7 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
 
     folded_into = {conv: bn for bn, conv in graph.folded.items()}
     scales = {k.layer: k.scale for k in graph.kernels}
-    kernels = {k.layer: k for k in graph.kernels}
+    residual_of = {name: f.bn for f in graph.residual for name, _ in f.branches}
     layers = []
     for layer in graph.model.layers:
         if type(layer).__name__ not in ("Conv1D", "Conv2D", "Conv3D", "Dense"):
@@ -277,7 +277,6 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
         src = model.get_layer(layer.name)
         q = getattr(src, "kernel_quantizer", None)
         bn = folded_into.get(layer.name)
-        fk = kernels.get(layer.name)
         layers.append(
             {
                 "name": layer.name,
@@ -292,10 +291,7 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
                     if bn and layer.name in scales
                     else []
                 ),
-                "residual_bn": next(
-                    (f.bn for f in graph.residual for n, _ in f.branches if n == layer.name),
-                    fk.residual_bn if fk else None,
-                ),
+                "residual_bn": residual_of.get(layer.name),
             }
         )
     kept = [x.name for x in graph.model.layers if isinstance(x, tf.keras.layers.BatchNormalization)]
