@@ -94,10 +94,13 @@ def test_markdown_of_a_float_model_row():
         0.9,
         0.99,
         0.896,
+        int8_rms_diff=0.0421,
+        int8_close_calls=0.047,
     )
     assert row.int8_ok
     text = markdown_tables([row])
-    assert "| float | 1.0 | 0.9 | 0.3 |" in text and "—" in text and "| yes |" in text
+    assert "| float | 1.0 | 0.9 | 0.3 |" in text and "—" in text
+    assert "| yes | 0.0421 | 4.7% |" in text
     assert row.int16x8_ok is None and "int16x8" not in text  # not requested
     row.int8_agreement = 0.98
     assert not row.int8_ok and "| NO |" in markdown_tables([row])

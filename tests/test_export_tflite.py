@@ -146,3 +146,17 @@ def test_larq_sequential_float_export_with_activation_quantizer(tmp_path):
     assert len(result.kernels) == 2 and result.all_exact
     x, _ = generated_data(40, seed=4)
     assert compare_with_keras(model, path, x).top1_agreement == 1.0
+
+
+def test_agreement_rms_error_and_close_calls():
+    from keras_ternary.export.tflite import agreement
+
+    ref = np.array([[2.0, 0.0, -1.0], [0.10, 0.05, 0.0], [1.0, 0.99, 0.0], [0.0, 3.0, 1.0]])
+    got = ref + np.array([[0.1, 0, 0], [-0.1, 0, 0], [-0.1, 0, 0], [0, 0.1, 0]])
+    a = agreement(ref, got, y=np.array([0, 1, 0, 1]))
+    assert a.n == 4 and a.top1_agreement == 0.5  # rows 2 and 3 flip to class 1
+    assert a.keras_accuracy == 0.75 and a.tflite_accuracy == 0.75
+    assert np.isclose(a.rms_diff, np.sqrt(4 * 0.01 / 12)) and np.isclose(a.max_abs_diff, 0.1)
+    # margins 2.0, 0.05, 0.01, 2.0 against 2 * rms = 0.115: the two flipped rows are close calls
+    assert a.close_calls == 0.5
+    assert agreement(ref, ref).rms_diff == 0.0 and agreement(ref, ref).close_calls == 0.0

@@ -5,6 +5,10 @@ For each labelled Keras model file: the sizes of the .h5, .tflite float32, .tfli
 ternary weight; and on a test set the top-1 agreement of each .tflite with Keras and the
 accuracies. The issue's acceptance criteria are checked for the int8 files (and, when
 requested, the int16x8 files): agreement ≥ 99% and accuracy within 0.5 point of Keras.
+For int8 it also gives the logits' rms error and the share of close calls (test images
+whose two best Keras logits are within two rms errors, see
+:class:`~keras_ternary.export.tflite.Agreement`), which tell a fragile model from a bad
+conversion.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class ModelReport:
     size_tflite_int16x8: int | None = None
     int16x8_agreement: float | None = None
     int16x8_accuracy: float | None = None
+    int8_rms_diff: float | None = None
+    int8_close_calls: float | None = None
 
     def _ok(self, agreement: float | None, accuracy: float | None) -> bool | None:
         if agreement is None or accuracy is None:
@@ -129,6 +135,8 @@ def evaluate_model(
         float_accuracy=agree_f.tflite_accuracy,
         int8_agreement=agree_8.top1_agreement,
         int8_accuracy=agree_8.tflite_accuracy,
+        int8_rms_diff=agree_8.rms_diff,
+        int8_close_calls=agree_8.close_calls,
         **extra,
     )
 
@@ -170,14 +178,15 @@ def markdown_tables(rows: list[ModelReport]) -> str:
     out += [
         "",
         "| model | test images | Keras acc. | float32 agree. | int8 kernels exact | int8 agree. "
-        "| int8 acc. | Δacc (points) | ≥99% & ≤0.5 pt |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| int8 acc. | Δacc (points) | ≥99% & ≤0.5 pt | int8 logit rms err. | close calls |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         out.append(
             f"| {r.label} | {r.n_test} | {100 * r.keras_accuracy:.2f}% | "
             f"{100 * r.float_agreement:.2f}% | {r.int8_kernels_exact} | "
             + _criterion_cells(r, r.int8_agreement, r.int8_accuracy, r.int8_ok)
+            + f" {_opt(r.int8_rms_diff, '.4f')} | {_pct(r.int8_close_calls)} |"
         )
     with16 = [r for r in rows if r.int16x8_ok is not None]
     if with16:

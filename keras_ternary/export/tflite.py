@@ -35,6 +35,7 @@ __all__ = [
     "KernelCheck",
     "TFLiteExport",
     "check_ternary_kernels",
+    "agreement",
     "compare_with_keras",
     "METADATA_NAME",
     "convert",
@@ -87,13 +88,21 @@ class TFLiteExport:
 
 @dataclass
 class Agreement:
-    """Keras vs TFLite predictions on the same inputs."""
+    """Keras vs TFLite predictions on the same inputs.
+
+    ``rms_diff`` is the root-mean-square difference of the outputs (logits). ``close_calls``
+    is the fraction of inputs whose two largest Keras outputs are less than ``2 * rms_diff``
+    apart: the inputs an error of typical size can flip. Few disagreements with many close
+    calls means a fragile model, not a bad conversion.
+    """
 
     n: int
     top1_agreement: float
     max_abs_diff: float
     keras_accuracy: float | None = None
     tflite_accuracy: float | None = None
+    rms_diff: float | None = None
+    close_calls: float | None = None
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -445,10 +454,23 @@ def compare_with_keras(
     """Top-1 agreement (and accuracies if labels ``y`` are given) of Keras vs TFLite."""
     ref = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     got = predict_tflite(tflite, x, batch_size=batch_size)
+    return agreement(ref, got, y)
+
+
+def agreement(ref: np.ndarray, got: np.ndarray, y: np.ndarray | None = None) -> Agreement:
+    """:class:`Agreement` of reference outputs ``ref`` with outputs ``got``, both (n, classes)."""
+    ref = np.asarray(ref)
+    got = np.asarray(got)
     agree = float(np.mean(ref.argmax(-1) == got.argmax(-1)))
     acc_k = acc_t = None
     if y is not None:
         y = np.asarray(y).reshape(-1)
         acc_k = float(np.mean(ref.argmax(-1) == y))
         acc_t = float(np.mean(got.argmax(-1) == y))
-    return Agreement(len(x), agree, float(np.max(np.abs(ref - got))), acc_k, acc_t)
+    diff = (ref - got).astype(np.float64)
+    rms = float(np.sqrt(np.mean(diff**2)))
+    close = None
+    if ref.ndim == 2 and ref.shape[-1] >= 2:
+        top2 = np.sort(ref, axis=-1)[:, -2:]
+        close = float(np.mean(top2[:, 1] - top2[:, 0] < 2 * rms))
+    return Agreement(len(ref), agree, float(np.max(np.abs(diff))), acc_k, acc_t, rms, close)
