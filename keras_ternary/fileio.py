@@ -1,19 +1,33 @@
-"""Atomic file output: a file is either absent, the old version, or complete — never partial.
+"""Safe file input and output.
 
+Output is atomic: a file is either absent, the old version, or complete — never partial.
 Everything keras-ternary writes (run directories, reports, exported models) goes through
 these helpers: the data is written to a temporary file in the destination directory, given
 the mode a plain ``open(path, "w")`` would have (umask respected; ``mkstemp`` uses 0600),
 then renamed over ``path``. The temporary file is removed on any failure.
+
+Input: :func:`probe_hdf5` reads an HDF5 file once in a child process before this process
+opens it, because the HDF5 C library can crash or hang on some corrupt files, which no
+Python code can catch.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_with", "new_file_mode"]
+__all__ = [
+    "UnreadableFileError",
+    "atomic_write",
+    "atomic_write_with",
+    "new_file_mode",
+    "probe_hdf5",
+]
 
 
 def _umask() -> int:
@@ -64,3 +78,72 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
             handle.write(raw)
 
     atomic_write_with(path, write)
+
+
+class UnreadableFileError(OSError):
+    """Reading a file crashed or hung a child process: the file is corrupt."""
+
+
+# Reads every attribute and every dataset once. A Python-level error exits with status 1:
+# the caller's own (in-process) reader reports those, with its usual message.
+_READ_HDF5 = """
+import sys
+import h5py
+
+def read(name, obj):
+    for key in obj.attrs:
+        obj.attrs[key]
+    if isinstance(obj, h5py.Dataset):
+        obj[()]
+
+try:
+    with h5py.File(sys.argv[1], "r") as f:
+        read("/", f)
+        f.visititems(read)
+except Exception:
+    sys.exit(1)
+"""
+
+
+def run_isolated(code: str, path: str | os.PathLike, timeout: float) -> None:
+    """Run Python ``code`` on ``path`` (``sys.argv[1]``) in a child process.
+
+    Raises:
+        UnreadableFileError: the child was killed by a signal (a crash in native code) or did
+            not finish within ``timeout`` seconds (it is then killed). An exit with a
+            non-zero status is not an error here.
+    """
+    path = os.fspath(path)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, path],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise UnreadableFileError(
+            f"{path}: reading the file did not finish within {timeout:g} s; it is corrupt"
+        ) from None
+    if proc.returncode < 0:
+        try:
+            name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        raise UnreadableFileError(
+            f"{path}: the HDF5 library crashed reading the file ({name}); it is corrupt"
+        )
+
+
+def probe_hdf5(path: str | os.PathLike, timeout: float = 120.0) -> None:
+    """Read the whole HDF5 file ``path`` in a child process before this process opens it.
+
+    Some corrupt files make HDF5 (through h5py or Keras) dereference garbage and kill the
+    process, or loop forever (HDFGroup/hdf5#1707, h5py/h5py#2569). The probe turns both into
+    an exception; it costs one Python start-up (about 0.3 s) plus one read of the file.
+
+    Raises:
+        UnreadableFileError: reading crashed or hung (see :func:`run_isolated`). Files that
+            HDF5 merely rejects pass: the caller's own reader reports them.
+    """
+    run_isolated(_READ_HDF5, path, timeout)

@@ -63,7 +63,12 @@ from keras_ternary.config import (  # noqa: E402
     dump_yaml,
     one_line_error,
 )
-from keras_ternary.fileio import atomic_write, atomic_write_with  # noqa: E402
+from keras_ternary.fileio import (  # noqa: E402
+    UnreadableFileError,
+    atomic_write,
+    atomic_write_with,
+    probe_hdf5,
+)
 from keras_ternary.models import resnet20_star  # noqa: E402
 from keras_ternary.schedules import EpochPiecewiseSchedule  # noqa: E402
 from keras_ternary.stats import ternary_stats  # noqa: E402
@@ -158,7 +163,16 @@ def atomic_save_model(
 
 
 def read_checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
-    """The run state stored in a checkpoint written by :func:`atomic_save_model`."""
+    """The run state stored in a checkpoint written by :func:`atomic_save_model`.
+
+    The whole file is first read in a child process (:func:`~keras_ternary.fileio.probe_hdf5`):
+    a corrupt checkpoint can crash the HDF5 library, which must not take this process along.
+    """
+    try:
+        if h5py.is_hdf5(path):
+            probe_hdf5(path)
+    except UnreadableFileError as exc:
+        raise RunError(f"checkpoint {exc}") from None
     try:
         with h5py.File(path, "r") as handle:
             state = json.loads(handle.attrs[STATE_ATTR])

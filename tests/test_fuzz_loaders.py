@@ -8,7 +8,8 @@ cannot stall the suite. Hypothesis runs derandomized (the same examples every ru
 without shrinking, with a modest number of examples per loader.
 
 HDF5 files are fuzzed with random bytes and truncations only: byte-flipped HDF5 files can
-crash (SIGSEGV) or hang the HDF5 C library itself, which no Python code can catch; see
+crash (SIGSEGV) or hang the HDF5 C library itself. The command lines read such files in a
+child process first (``keras_ternary.fileio.probe_hdf5``, ``tests/test_hdf5_probe.py``); see
 docs/errors.md ("Limits").
 """
 

@@ -60,14 +60,19 @@ behaviour is given after the dash.
 LIMITS = """\
 ## Limits
 
-* **Corrupted HDF5 files can crash or hang the process.** `.h5` models and checkpoints are
-  read by the HDF5 C library (through h5py and tf-keras). Random bytes and truncated files are
-  rejected cleanly (tested with hypothesis in `tests/test_fuzz_loaders.py`), but a file whose
-  internal metadata was *overwritten* (bit rot, a partial copy over an existing file) can make
-  HDF5 1.14 dereference garbage: we observed a segmentation fault while reading the
-  `model_config` attribute of a byte-flipped model file (about 1 in 400 random 1–30-byte
-  corruptions) and upstream reports hangs (HDFGroup/hdf5#1707) and crashes (h5py/h5py#2569).
-  No Python code can catch that. Keep backups of models you care about; a run directory's
+* **Corrupted HDF5 files can crash or hang the HDF5 library.** `.h5` models and checkpoints
+  are read by the HDF5 C library (through h5py and tf-keras). A file whose internal metadata
+  was *overwritten* (bit rot, a partial copy over an existing file) can make HDF5 1.14
+  dereference garbage: we observed a segmentation fault while reading the `model_config`
+  attribute of a byte-flipped model file (about 1 in 400 random 1–30-byte corruptions), and
+  upstream reports hangs (HDFGroup/hdf5#1707) and crashes (h5py/h5py#2569). No Python code can
+  catch that in the process that crashes, so `export`, `train --resume` and `hw_sim.profile`
+  (and `keras_ternary.fileio.probe_hdf5` for your own code) first read the whole file in a
+  child process: a crash or a hang (2 minutes) there becomes one error line, `…: the HDF5
+  library crashed reading the file (SIGSEGV); it is corrupt` (`tests/test_hdf5_probe.py`,
+  with such a file). This costs about half a second per file. Random bytes and truncated
+  files are rejected by the normal readers (tested with hypothesis in
+  `tests/test_fuzz_loaders.py`). Keep backups of models you care about; a run directory's
   `checkpoints/best.h5` is an independent copy of the best model.
 * **TensorBoard event files** (`tensorboard/` in a run directory) are appended to while
   training; after a crash the last record may be incomplete. TensorBoard skips it.

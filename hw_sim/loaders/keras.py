@@ -61,6 +61,12 @@ def _check_container(path: str) -> None:
 
     if not h5py.is_hdf5(path):
         raise HwSimError(f"{path}: not a valid HDF5 file (truncated or corrupt?)")
+    from keras_ternary.fileio import UnreadableFileError, probe_hdf5
+
+    try:  # a corrupt file can crash HDF5 itself: read it in a child process first
+        probe_hdf5(path)
+    except UnreadableFileError as exc:
+        raise HwSimError(str(exc)) from None
     try:
         with h5py.File(path, "r") as f:
             has_model = "model_config" in f.attrs

@@ -111,13 +111,20 @@ def load_representative(spec: str, input_shape: tuple[int, ...]):
 
 
 def _load_model(path: str):
+    import h5py
     import tensorflow as tf
 
     import keras_ternary  # noqa: F401  (custom objects)
     from keras_ternary.export.fold import ExportError
+    from keras_ternary.fileio import UnreadableFileError, probe_hdf5
 
     if not os.path.exists(path):
         raise ExportError(f"model file not found: {path}")
+    if os.path.isfile(path) and h5py.is_hdf5(path):
+        try:  # a corrupt file can crash HDF5 itself: read it in a child process first
+            probe_hdf5(path)
+        except UnreadableFileError as exc:
+            raise ExportError(f"cannot load model {exc}") from None
     try:
         return tf.keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for unreadable files
