@@ -123,7 +123,8 @@ def run_isolated(code: str, path: str | os.PathLike, timeout: float) -> None:
         )
     except subprocess.TimeoutExpired:
         raise UnreadableFileError(
-            f"{path}: reading the file did not finish within {timeout:g} s; it is corrupt"
+            f"{path}: reading the file did not finish within {timeout:g} s "
+            "(a corrupt file, or very slow storage)"
         ) from None
     if proc.returncode < 0:
         try:
@@ -135,15 +136,18 @@ def run_isolated(code: str, path: str | os.PathLike, timeout: float) -> None:
         )
 
 
-def probe_hdf5(path: str | os.PathLike, timeout: float = 120.0) -> None:
+def probe_hdf5(path: str | os.PathLike, timeout: float | None = None) -> None:
     """Read the whole HDF5 file ``path`` in a child process before this process opens it.
 
     Some corrupt files make HDF5 (through h5py or Keras) dereference garbage and kill the
     process, or loop forever (HDFGroup/hdf5#1707, h5py/h5py#2569). The probe turns both into
     an exception; it costs one Python start-up (about 0.3 s) plus one read of the file.
+    ``timeout`` defaults to 120 s plus 1 s per 10 MB of file.
 
     Raises:
         UnreadableFileError: reading crashed or hung (see :func:`run_isolated`). Files that
             HDF5 merely rejects pass: the caller's own reader reports them.
     """
+    if timeout is None:
+        timeout = 120.0 + os.path.getsize(path) / 10e6
     run_isolated(_READ_HDF5, path, timeout)
