@@ -88,3 +88,14 @@ def test_command_lines_exit_with_one_error_line(crashing_file, tmp_path, capsys,
     assert status == 2 and len(err) == 1, err
     assert "error:" in err[0] and "crashed reading the file" in err[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_report_script_reports_the_crash(crashing_file, tmp_path, capsys):
+    from tests.test_export_report import _script
+
+    npz = tmp_path / "d.npz"
+    x = np.zeros((2, 32, 32, 3), np.float32)
+    np.savez(npz, x_test=x, y_test=np.zeros(2, np.int64), x_calib=x)
+    assert _script().main([f"m={crashing_file}", "--npz", str(npz)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "crashed reading the file" in err[0], err

@@ -66,14 +66,14 @@ LIMITS = """\
   dereference garbage: we observed a segmentation fault while reading the `model_config`
   attribute of a byte-flipped model file (about 1 in 400 random 1–30-byte corruptions), and
   upstream reports hangs (HDFGroup/hdf5#1707) and crashes (h5py/h5py#2569). No Python code can
-  catch that in the process that crashes, so `export`, `train --resume` and `hw_sim.profile`
-  (and `keras_ternary.fileio.probe_hdf5` for your own code) first read the whole file in a
-  child process: a crash or a hang (2 minutes, plus 1 s per 10 MB) there becomes one error
-  line, `…: the HDF5 library crashed reading the file (SIGSEGV); it is corrupt`
-  (`tests/test_hdf5_probe.py`, with such a file). This costs about half a second per file.
-  Random bytes and truncated files are rejected by the normal readers (tested with
-  hypothesis in `tests/test_fuzz_loaders.py`). Keep backups of models you care about; a run
-  directory's `checkpoints/best.h5` is an independent copy of the best model.
+  catch that in the process that crashes, so `export`, `train --resume`, `hw_sim.profile` and
+  `scripts/export_report.py` (and `keras_ternary.fileio.probe_hdf5` for your own code) first
+  read the whole file in a child process: a crash or a hang (2 minutes, plus 1 s per 10 MB)
+  there becomes one error line, `…: the HDF5 library crashed reading the file (SIGSEGV); it
+  is corrupt` (`tests/test_hdf5_probe.py`, with such a file). This costs about half a
+  second per file. Random bytes and truncated files are rejected by the normal readers
+  (tested with hypothesis in `tests/test_fuzz_loaders.py`). Keep backups of models you care
+  about; a run directory's `checkpoints/best.h5` is an independent copy of the best model.
 * **TensorBoard event files** (`tensorboard/` in a run directory) are appended to while
   training; after a crash the last record may be incomplete. TensorBoard skips it.
 * **A killed training run** loses at most the epoch that was running: every epoch ends with
