@@ -1,6 +1,6 @@
 """Corrupt HDF5 files that crash the HDF5 library become one clear error, not a dead process.
 
-``tests/data/hdf5_crash.h5`` is ``tests.helpers.tiny_ternary_model().save(...)`` with 27
+``tests/fixtures/hdf5_crash.h5`` is ``tests.helpers.tiny_ternary_model().save(...)`` with 27
 bytes overwritten: HDF5 1.14.6 (h5py 3.14) dies with SIGSEGV reading its ``model_config``
 attribute. The tests that need that crash skip when the installed HDF5 reads the file
 without crashing; the probe's own logic is tested with children that crash or hang on purpose.
@@ -17,12 +17,13 @@ import pytest
 
 from keras_ternary.fileio import UnreadableFileError, probe_hdf5, run_isolated
 
-CRASH_H5 = Path(__file__).resolve().parent / "data" / "hdf5_crash.h5"
+CRASH_H5 = Path(__file__).resolve().parent / "fixtures" / "hdf5_crash.h5"
 
 
 @pytest.fixture(scope="module")
 def crashing_file() -> Path:
     """The corrupt file, if reading it in-process would really crash this HDF5 build."""
+    assert CRASH_H5.is_file(), f"{CRASH_H5} is missing (a test fixture, tracked in git)"
     code = "import sys, h5py\nwith h5py.File(sys.argv[1], 'r') as f: f.attrs['model_config']"
     proc = subprocess.run([sys.executable, "-c", code, str(CRASH_H5)], capture_output=True)
     if proc.returncode >= 0:
