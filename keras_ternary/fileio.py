@@ -106,7 +106,10 @@ except Exception:
 
 
 def run_isolated(code: str, path: str | os.PathLike, timeout: float) -> None:
-    """Run Python ``code`` on ``path`` (``sys.argv[1]``) in a child process.
+    """Run the Python reader ``code`` on ``path`` (``sys.argv[1]``) in a child process.
+
+    The runner of :func:`probe_hdf5` (its messages speak of HDF5); the tests give it
+    children that crash or hang on purpose.
 
     Raises:
         UnreadableFileError: the child was killed by a signal (a crash in native code) or did
@@ -144,10 +147,16 @@ def probe_hdf5(path: str | os.PathLike, timeout: float | None = None) -> None:
     an exception; it costs one Python start-up (about 0.3 s) plus one read of the file.
     ``timeout`` defaults to 120 s plus 1 s per 10 MB of file.
 
+    Does nothing for a path that is not an HDF5 file (missing, a directory, other bytes).
+
     Raises:
         UnreadableFileError: reading crashed or hung (see :func:`run_isolated`). Files that
             HDF5 merely rejects pass: the caller's own reader reports them.
     """
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        return
     if timeout is None:
         timeout = 120.0 + os.path.getsize(path) / 10e6
     run_isolated(_READ_HDF5, path, timeout)

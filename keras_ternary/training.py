@@ -169,8 +169,7 @@ def read_checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
     a corrupt checkpoint can crash the HDF5 library, which must not take this process along.
     """
     try:
-        if h5py.is_hdf5(path):
-            probe_hdf5(path)
+        probe_hdf5(path)
     except UnreadableFileError as exc:
         raise RunError(f"checkpoint {exc}") from None
     try:

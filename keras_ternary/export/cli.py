@@ -111,7 +111,6 @@ def load_representative(spec: str, input_shape: tuple[int, ...]):
 
 
 def _load_model(path: str):
-    import h5py
     import tensorflow as tf
 
     import keras_ternary  # noqa: F401  (custom objects)
@@ -120,11 +119,10 @@ def _load_model(path: str):
 
     if not os.path.exists(path):
         raise ExportError(f"model file not found: {path}")
-    if os.path.isfile(path) and h5py.is_hdf5(path):
-        try:  # a corrupt file can crash HDF5 itself: read it in a child process first
-            probe_hdf5(path)
-        except UnreadableFileError as exc:
-            raise ExportError(f"cannot load model {exc}") from None
+    try:  # a corrupt file can crash HDF5 itself: read it in a child process first
+        probe_hdf5(path)
+    except UnreadableFileError as exc:
+        raise ExportError(f"cannot load model {exc}") from None
     try:
         return tf.keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for unreadable files

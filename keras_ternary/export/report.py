@@ -91,15 +91,13 @@ def evaluate_model(
 
     ``int16x8`` also exports and measures the int16x8 .tflite (reference kernels: slow).
     """
-    import h5py
     import tensorflow as tf
 
     import keras_ternary  # noqa: F401  (custom objects)
     from keras_ternary.fileio import probe_hdf5
     from keras_ternary.stats import ternary_stats
 
-    if h5py.is_hdf5(model_path):
-        probe_hdf5(model_path)  # a corrupt file must not crash this process (docs/errors.md)
+    probe_hdf5(model_path)  # a corrupt file must not crash this process (docs/errors.md)
     model = tf.keras.models.load_model(model_path, compile=False)
     base = os.path.join(out_dir, label)
     fl = to_tflite(model, base + ".float32.tflite", "float")
