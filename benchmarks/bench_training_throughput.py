@@ -4,6 +4,10 @@ Measured in one run, variants interleaved in a shuffled order every round so tha
 load affects them alike; each figure is the median over rounds of images/s after warm-up.
 Targets (issue 2): Ternary >= 0.90 × float Conv2D and >= 0.97 × larq SteTern.
 
+A second measurement isolates the quantizers: forward and backward pass of Ternary and SteTern
+alone over kernels of the model's shapes, as a share of one training step. It tells whether a
+Ternary / SteTern ratio below 1 can come from the quantizer or is load noise.
+
     python benchmarks/bench_training_throughput.py [--rounds 5] [--steps 6] [--batch 256]
 """
 
@@ -34,6 +38,27 @@ def _compiled(quantizer, inflation: int) -> tf.keras.Model:
         tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     return model
+
+
+def _quantizer_seconds(quantizer, shapes: list[tuple[int, ...]], repeats: int) -> float:
+    """Median seconds of one forward + backward pass of ``quantizer`` over kernels of ``shapes``."""
+    rng = np.random.default_rng(1)
+    kernels = [tf.Variable(rng.uniform(-1, 1, size=s).astype("float32")) for s in shapes]
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            total = tf.add_n([tf.reduce_sum(quantizer(k)) for k in kernels])
+        return tape.gradient(total, kernels)
+
+    step()  # trace
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(10):
+            step()
+        times.append((time.perf_counter() - start) / 10)
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -73,6 +98,23 @@ def main() -> None:
     ternary = med["keras_ternary Ternary"]
     print(f"Ternary / float   = {ternary / med['float Conv2D']:.3f}  (target >= 0.90)")
     print(f"Ternary / SteTern = {ternary / med['larq SteTern']:.3f}  (target >= 0.97)")
+
+    shapes = [
+        tuple(w.shape)
+        for w in models["keras_ternary Ternary"].trainable_weights
+        if "kernel" in w.name
+    ]
+    step_s = args.batch / ternary
+    print(
+        f"Quantizers alone, forward + backward over the {len(shapes)} kernels "
+        f"({sum(int(np.prod(s)) for s in shapes):,} weights):"
+    )
+    for name, quantizer in (
+        ("keras_ternary Ternary", kt.Ternary(0.1)),
+        ("larq SteTern", VARIANTS["larq SteTern"]),
+    ):
+        seconds = _quantizer_seconds(quantizer, shapes, args.rounds)
+        print(f"  {name:24s} {seconds * 1e6:8.0f} µs  = {seconds / step_s:.2%} of a training step")
 
 
 if __name__ == "__main__":
