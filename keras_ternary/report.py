@@ -14,7 +14,10 @@ Outputs (PNG via matplotlib, Markdown):
   configuration (mean ± SD over seeds), binary accuracy as a dotted line;
 * ``fig5.png``  best accuracy vs training speed (epoch of the best accuracy) of every run;
 * ``tables.md`` Table 1 (fixed Δ0 = 0.1 over seeds) and Table 2 (float, binary and ternary
-  regimes), each beside the paper's numbers, plus a list of all runs; ``report.md`` links all.
+  regimes), each beside the paper's numbers, plus a list of all runs;
+* ``epochs.md`` one table per run: learning rate, Δ, train and test accuracy, sparsity and
+  entropy after every epoch (what docs/results.md quotes);
+* ``report.md`` links all.
 
 Epochs on the x axes are the runs' own epochs (a reduced-scale run may map them to the paper's
 axis differently for Δ and for the learning rate; the tables give the paper span replayed, with
@@ -577,6 +580,63 @@ def runs_table(runs: Sequence[RunRecord]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _percent(fraction: float | None) -> str:
+    """A fraction as a percentage with one decimal, more where one would round to 0 or 100."""
+    if fraction is None:
+        return "–"
+    value = 100.0 * fraction
+    if 0.0 < value < 0.05 or 99.95 <= value < 100.0:
+        return f"{value:.3f}%"
+    return f"{value:.1f}%"
+
+
+def _bits(value: float | None) -> str:
+    """Entropy in bits: two decimals, four for small nonzero values."""
+    if value is None:
+        return "–"
+    return f"{value:.4f}" if 0.0 < value < 0.01 else f"{value:.2f}"
+
+
+def epoch_table(run: RunRecord) -> str:
+    """One run's ``history.csv`` as a Markdown table, one row per epoch.
+
+    *LR* is the rate used during the epoch; *train acc.* is measured during the epoch (with
+    augmentation), *test acc.* after it. Ternary runs add Δ, sparsity and entropy (bits).
+    """
+    ternary = run.quantizer == "ternary"
+    head = ["epoch", "paper-LR epoch", "LR"] + (["Δ"] if ternary else [])
+    head += ["train acc.", "test acc."] + (["sparsity", "entropy (bits)"] if ternary else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in run.history:
+        paper_epoch, lr = row.get("paper_epoch"), row.get("lr")
+        cells = [
+            f"{row['epoch']:.0f}",
+            "–" if paper_epoch is None else f"{paper_epoch:.1f}",
+            "–" if lr is None else f"{lr:.0e}",
+        ]
+        if ternary:
+            cells.append(_fmt(row.get("delta"), 3))
+        cells += [_percent(row.get("accuracy")), _percent(row.get("val_accuracy"))]
+        if ternary:
+            cells += [_percent(row.get("sparsity")), _bits(row.get("entropy"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def epochs_document(runs: Sequence[RunRecord]) -> str:
+    """``epochs.md``: a heading and :func:`epoch_table` for every run."""
+    parts = ["# Per-epoch history of every run", ""]
+    for run in runs:
+        status = "finished" if run.finished else "partial"
+        parts += [
+            f"## {run.path.name}: {_label(run)}, k = {run.inflation}, seed {run.config['seed']}, "
+            f"{len(run.history)} of {run.config['epochs']} epochs ({status})",
+            "",
+            epoch_table(run),
+        ]
+    return "\n".join(parts)
+
+
 # --------------------------------------------------------------------------- report
 FIGURES = ("fig1", "fig2", "fig3a", "fig3b", "fig4a", "fig4b", "fig5")
 
@@ -632,6 +692,8 @@ def write_report(
     tables = "\n".join(part for part in (t1, t2) if part) + "\n**All runs**\n\n" + runs_table(runs)
     atomic_write_text(out / "tables.md", tables)
     written.append(out / "tables.md")
+    atomic_write_text(out / "epochs.md", epochs_document(runs))
+    written.append(out / "epochs.md")
     captions = {
         "fig1": "Fig. 1 — latent-weight distribution near paper epoch 100: fixed Δ vs log regime",
         "fig2": "Fig. 2 — accuracy for several Δ0, fixed Δ",
@@ -647,7 +709,7 @@ def write_report(
             body.append(f"- {captions[name]}: *skipped — {skipped[name]}*")
         else:
             body += [f"### {captions[name]}", "", f"![{name}]({name}.png)", ""]
-    body += ["", tables]
+    body += ["", tables, "", "Per-epoch history of every run: [epochs.md](epochs.md)", ""]
     atomic_write_text(out / "report.md", "\n".join(body))
     written.append(out / "report.md")
     return ReportResult(written, skipped, len(runs))

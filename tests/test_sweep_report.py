@@ -12,7 +12,7 @@ import pytest
 
 from keras_ternary import cli
 from keras_ternary.config import ConfigError, TrainConfig, config_from_dict, dump_yaml
-from keras_ternary.report import PAPER_TABLE1, collect_runs, write_report
+from keras_ternary.report import PAPER_TABLE1, collect_runs, epoch_table, load_run, write_report
 from keras_ternary.sweep import SweepRun, expand_sweep, load_sweep, run_sweep
 from keras_ternary.training import RunResult, atomic_write_json, atomic_write_text, format_history
 
@@ -278,6 +278,10 @@ def test_report_builds_every_figure_and_table(fake_runs, tmp_path):
     assert "| binary | 5 |" in tables and " partial: " not in tables and "partial (" not in tables
     report = (out / "report.md").read_text()
     assert "![fig1](fig1.png)" in report and "![fig5](fig5.png)" in report
+    assert "[epochs.md](epochs.md)" in report
+    epochs = (out / "epochs.md").read_text()
+    assert epochs.count("\n## ") == 19  # one section per run
+    assert "## binary: binary, k = 5, seed 0, 6 of 6 epochs (finished)" in epochs
     umask = os.umask(0)
     os.umask(umask)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
@@ -315,3 +319,52 @@ def test_summary_json_is_what_report_reads(fake_runs):
     run = next(r for r in collect_runs([fake_runs]) if r.name == "binary")
     assert run.best_accuracy() == pytest.approx(91.2) and run.final_entropy() == 1.0
     assert json.loads((run.path / "summary.json").read_text())["quantizer"] == "binary"
+
+
+def test_epoch_table_rows_and_formats(tmp_path):
+    run_dir = fake_run(tmp_path, "lin", {"ternary.regime": "linear"}, 50.0, 99.0, 0.5, epochs=3)
+    rows = [
+        {
+            "epoch": 1,
+            "paper_epoch": 12.5,
+            "accuracy": 0.198,
+            "val_accuracy": 0.2552,
+            "lr": 5e-3,
+            "delta": 0.29,
+            "sparsity": 0.99381,
+            "entropy": 0.0605,
+        },
+        {
+            "epoch": 2,
+            "paper_epoch": 25.0,
+            "accuracy": 0.099,
+            "val_accuracy": 0.1,
+            "lr": 5e-3,
+            "delta": 0.48,
+            "sparsity": 0.999556,
+            "entropy": 0.00599,
+        },
+        {
+            "epoch": 3,
+            "paper_epoch": 37.5,
+            "accuracy": 0.1,
+            "val_accuracy": 0.1,
+            "lr": 1e-3,
+            "delta": 0.9,
+            "sparsity": 1.0,
+            "entropy": 0.0,
+        },
+    ]
+    atomic_write_text(run_dir / "history.csv", format_history(rows))
+    lines = epoch_table(load_run(run_dir)).splitlines()
+    assert lines[0] == (
+        "| epoch | paper-LR epoch | LR | Δ | train acc. | test acc. | sparsity | entropy (bits) |"
+    )
+    assert lines[2] == "| 1 | 12.5 | 5e-03 | 0.290 | 19.8% | 25.5% | 99.4% | 0.06 |"
+    # values that would round to 100% or to 0 bits keep their digits; exact ones do not
+    assert lines[3] == "| 2 | 25.0 | 5e-03 | 0.480 | 9.9% | 10.0% | 99.956% | 0.0060 |"
+    assert lines[4] == "| 3 | 37.5 | 1e-03 | 0.900 | 10.0% | 10.0% | 100.0% | 0.00 |"
+    float_dir = fake_run(tmp_path, "fp", {"model.quantizer": "float"}, 80.0, None, None, epochs=2)
+    float_lines = epoch_table(load_run(float_dir)).splitlines()
+    assert float_lines[0] == "| epoch | paper-LR epoch | LR | train acc. | test acc. |"
+    assert len(float_lines) == 4 and all(ln.count("|") == 6 for ln in float_lines)
