@@ -257,6 +257,19 @@ def _mean_curve(runs: Sequence[RunRecord], key: str) -> tuple[np.ndarray, np.nda
 
 
 # --------------------------------------------------------------------------- figures
+def _plot_curve(ax: plt.Axes, members: Sequence[RunRecord], key: str) -> None:
+    """One group's mean ``key`` per epoch in percent, with markers (a 1-epoch run shows too)."""
+    x, y = _mean_curve(members, key)
+    ax.plot(
+        x,
+        100 * y,
+        marker=REGIME_MARKERS.get(members[0].regime or "", "."),
+        markersize=3,
+        label=f"{_label(members[0], True)} (n={len(members)})",
+    )
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # epochs
+
+
 def _save(fig: plt.Figure, path: Path) -> None:
     """Save a figure atomically as PNG (mode from the umask, like every other output)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -325,8 +338,7 @@ def figure2(runs: Sequence[RunRecord], path: Path) -> str | None:
         return "needs ternary runs with the fixed regime"
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for _, members in group_runs(chosen).items():
-        x, y = _mean_curve(members, "val_accuracy")
-        ax.plot(x, 100 * y, label=f"{_label(members[0], True)} (n={len(members)})")
+        _plot_curve(ax, members, "val_accuracy")
     ax.set(xlabel="epoch", ylabel="validation accuracy (%)", title="Fixed Δ")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -348,8 +360,7 @@ def figure3(runs: Sequence[RunRecord], path_a: Path, path_b: Path) -> str | None
     ):
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for members in groups.values():
-            x, y = _mean_curve(members, key)
-            ax.plot(x, 100 * y, label=f"{_label(members[0], True)} (n={len(members)})")
+            _plot_curve(ax, members, key)
         ax.set(xlabel="epoch", ylabel=ylabel, title="Δ growth regimes, Δf = 0.9")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
