@@ -225,11 +225,27 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop after N epochs in this invocation (resumable)",
     )
     parser.add_argument(
+        "--force-new",
+        action="store_true",
+        help="start over in a run directory that already holds a run; its files are moved "
+        "into a dated subfolder replaced-YYYYMMDD-HHMMSS/ first (nothing is deleted)",
+    )
+    _add_unsafe_load(parser, "the checkpoint of a resumed run")
+    parser.add_argument(
         "--print-config",
         action="store_true",
         help="print the resolved configuration as YAML and exit without training",
     )
     _add_run_control(parser)
+
+
+def _add_unsafe_load(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help=f"allow {what} to hold Python code (a Lambda layer), which loading runs; by "
+        "default such a file is refused (Keras' safe_mode, applied to .h5 too)",
+    )
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -253,6 +269,8 @@ def _run_train(args: argparse.Namespace) -> int:
         stop_after=args.stop_after,
         time_limit=None if args.time_limit is None else 60.0 * args.time_limit,
         verbose=args.verbose,
+        force_new=args.force_new,
+        safe_mode=not args.unsafe_load,
     )
     print(f"run directory: {result.run_dir} ({result.status}, {result.epochs_done} epochs)")
     return 0
@@ -263,7 +281,8 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         default="runs/quickstart",
-        help="run directory (default: runs/quickstart); an existing finished one is replaced",
+        help="run directory (default: runs/quickstart); a run that quickstart wrote there "
+        "before is replaced (only its own files); any other non-empty directory is refused",
     )
     parser.add_argument("--epochs", type=_positive_int, help="epochs (default 6)")
     parser.add_argument(
@@ -284,25 +303,22 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_quickstart(args: argparse.Namespace) -> int:
-    import shutil
-    from pathlib import Path
-
     from keras_ternary.config import load_config
-    from keras_ternary.training import CONFIG_FILE, train
+    from keras_ternary.training import train
 
     overrides = [f"out_dir={_yaml_value(args.out)}"]
     if args.epochs:  # keep our epoch = the paper's epoch
         overrides += [f"epochs={args.epochs}", f"paper_epochs={args.epochs}"]
     config = load_config("quickstart", [*overrides, *args.set])
-    out = Path(args.out)
-    if out.exists() and (out / CONFIG_FILE).is_file():
-        shutil.rmtree(out)  # quickstart always starts afresh in its own run directory
+    replace = _quickstart_replaces(config.run_dir)
     print(
         "keras-ternary quick start: ResNet-20 (k = 1) with ternary weights and the logarithmic "
         "Δ regime\n(Δ0 = 0.1, M = 1.9, Δf = 0.9) on SHAPES-10, a small generated data set "
         "(not CIFAR-10), offline on the CPU.\n"
     )
-    result = train(config, verbose=args.verbose)
+    result = train(
+        config, verbose=args.verbose, created_by="quickstart", force_new=replace, replace=replace
+    )
     summary = result.summary or {}
     print(
         f"\nbest test accuracy {100 * summary.get('best_val_accuracy', 0):.1f}% at epoch "
@@ -311,6 +327,35 @@ def _run_quickstart(args: argparse.Namespace) -> int:
         f"run directory: {result.run_dir} (history.csv, model.h5, ternary_stats.json, ...)"
     )
     return 0
+
+
+def _quickstart_replaces(run_dir) -> bool:
+    """Whether ``run_dir`` holds an earlier quick start to replace (CliError: a foreign one).
+
+    Quickstart always starts afresh, but only over a run it wrote itself (its marker says
+    so; a run of an older version: its config is named quickstart on SHAPES-10). Its own
+    files are then deleted by ``train(replace=True)`` once the data is loaded; nothing else
+    is touched.
+    """
+    from keras_ternary import rundir
+    from keras_ternary.training import load_run_config
+
+    if not run_dir.is_dir() or not rundir.own_files(run_dir):
+        return False
+    if not rundir.is_run_dir(run_dir):
+        return False  # train refuses it: not a run directory
+    marker = rundir.read_marker(run_dir)
+    if marker is not None:
+        ours = marker.get("created_by") == "quickstart"
+    else:
+        stored = load_run_config(run_dir)
+        ours = stored.name == "quickstart" and stored.data.source == "shapes10"
+    if not ours:
+        raise CliError(
+            f"{run_dir} holds a run that quickstart did not create; it is left alone: "
+            "choose another --out"
+        )
+    return True
 
 
 # --------------------------------------------------------------------------- sweep
@@ -402,11 +447,19 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 def _run_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from keras_ternary.fileio import check_not_input
     from keras_ternary.report import write_report
 
     for root in args.roots:
         if not Path(root).is_dir():
-            raise CliError(f"{root} is not a directory")
+            problem = "does not exist" if not os.path.lexists(root) else "is not a directory"
+            if os.path.islink(root) and not os.path.exists(root):
+                problem = "is a broken symbolic link or a symbolic link loop"
+            raise CliError(f"{root} is not a directory ({problem})")
+    try:
+        check_not_input(args.out, {f"the runs directory {r}": r for r in args.roots})
+    except OSError as exc:
+        raise CliError(str(exc)) from None
     result = write_report(args.roots, args.out, args.include_partial)
     print(f"{result.n_runs} run(s); wrote {len(result.written)} file(s) to {args.out}")
     for name, reason in result.skipped.items():
@@ -552,9 +605,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from keras_ternary.config import ConfigError
     from keras_ternary.data import DataError
+    from keras_ternary.modelfile import ModelFileError
     from keras_ternary.training import RunError
 
-    return (CliError, ConfigError, DataError, RunError, FileNotFoundError)
+    # OSError last: a write that failed (disk full, permission denied) is one line too
+    return (CliError, ConfigError, DataError, RunError, ModelFileError, OSError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,11 @@ are the paper's recipe). ``extends: other.yaml`` merges the file onto another on
 
 Overrides are ``dotted.key=value`` strings whose value is parsed as YAML
 (``ternary.delta0=0.05``, ``model.quantizer=binary``, ``snapshot_epochs=[50,100]``).
+
+Files are read with bounds (:func:`read_config_file`): regular files of at most 1 MB, YAML
+with at most :data:`MAX_ALIASES` aliases and :data:`MAX_NODES` values once aliases are
+expanded, and sizes limited by :data:`LIMITS`; error messages quote at most 200 characters of
+a value.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from typing import Any
 
 import yaml
 
+from keras_ternary.fileio import check_input_file, nested_size_exceeds, quote
 from keras_ternary.regimes import REGIMES, validate_regime_args
 from keras_ternary.schedules import PAPER_LR_BOUNDARIES, PAPER_LR_VALUES, validate_piecewise
 
@@ -56,6 +62,7 @@ __all__ = [
     "apply_overrides",
     "load_config",
     "load_mapping",
+    "read_config_file",
     "resolve_config_path",
     "shipped_config_dir",
 ]
@@ -64,6 +71,24 @@ QUANTIZERS = ("ternary", "binary", "float")
 REGIME_NAMES = ("fixed", *REGIMES)
 DATA_SOURCES = ("auto", "cifar10_dir", "tfds", "shapes10")
 OPTIMIZERS = ("adam",)
+
+#: Largest value of each size-like key: far above any sensible run, small enough that a
+#: typo (an extra digit, 1e300) fails at once instead of hanging or exhausting memory.
+LIMITS: dict[str, int] = {
+    "epochs": 1_000_000,
+    "paper_epochs": 1_000_000,
+    "batch_size": 1_000_000,
+    "seed": 2**32 - 1,  # TensorFlow's and NumPy's seeds are 32-bit
+    "data.train_size": 100_000_000,
+    "data.test_size": 100_000_000,
+    "model.inflation": 64,  # k = 64 already has ~2.8 G weights
+    "model.blocks_per_stage": 100,
+    "snapshot_epochs": 10_000,  # entries
+    "optimizer.lr_values": 10_000,  # entries
+}
+#: YAML aliases allowed in one document, and values once they are expanded.
+MAX_ALIASES = 100
+MAX_NODES = 100_000
 
 
 class ConfigError(ValueError):
@@ -163,21 +188,38 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every field; ConfigError naming the first offending key."""
-        _check(self.name and "/" not in self.name, "name", "a non-empty string without '/'")
-        _check(self.epochs >= 1, "epochs", "an integer >= 1")
-        _check(_finite_positive(self.paper_epochs), "paper_epochs", "a finite number > 0")
-        _check(self.batch_size >= 1, "batch_size", "an integer >= 1")
-        _check(self.seed >= 0, "seed", "an integer >= 0")
+        from keras_ternary.rundir import RunError, check_name
+
+        try:
+            check_name(self.name, "name")
+        except RunError as exc:
+            raise ConfigError(f"invalid value for name: {exc}") from None
+        for key, path in (
+            ("out_dir", self.out_dir),
+            ("data.dir", self.data.dir),
+            ("data.tfds_dir", self.data.tfds_dir),
+        ):
+            _check(path is None or "\0" not in path, key, "a path without NUL bytes")
+        _check_int(self.epochs, "epochs", 1)
         _check(
-            all(_finite_positive(p) for p in self.snapshot_epochs),
+            _finite_positive(self.paper_epochs) and self.paper_epochs <= LIMITS["paper_epochs"],
+            "paper_epochs",
+            f"a finite number > 0 and <= {LIMITS['paper_epochs']}",
+        )
+        _check_int(self.batch_size, "batch_size", 1)
+        _check_int(self.seed, "seed", 0)
+        _check(
+            len(self.snapshot_epochs) <= LIMITS["snapshot_epochs"]
+            and all(_finite_positive(p) for p in self.snapshot_epochs),
             "snapshot_epochs",
-            "finite paper epochs > 0",
+            f"at most {LIMITS['snapshot_epochs']} finite paper epochs > 0",
         )
         d = self.data
         _check(d.source in DATA_SOURCES, "data.source", f"one of {', '.join(DATA_SOURCES)}")
         for key in ("train_size", "test_size"):
             value = getattr(d, key)
-            _check(value is None or value >= 1, f"data.{key}", "null or an integer >= 1")
+            if value is not None:
+                _check_int(value, f"data.{key}", 1, "null or an integer")
         m = self.model
         _check(m.quantizer in QUANTIZERS, "model.quantizer", f"one of {', '.join(QUANTIZERS)}")
         _check(
@@ -185,8 +227,8 @@ class TrainConfig:
             "model.input_quantizer",
             "null, ternary or binary",
         )
-        _check(m.inflation >= 1, "model.inflation", "an integer >= 1")
-        _check(m.blocks_per_stage >= 1, "model.blocks_per_stage", "an integer >= 1")
+        _check_int(m.inflation, "model.inflation", 1)
+        _check_int(m.blocks_per_stage, "model.blocks_per_stage", 1)
         t = self.ternary
         _check(t.regime in REGIME_NAMES, "ternary.regime", f"one of {', '.join(REGIME_NAMES)}")
         _check(
@@ -202,6 +244,11 @@ class TrainConfig:
             _check(math.isfinite(t.multiplier), "ternary.multiplier", "a finite number")
         o = self.optimizer
         _check(o.name in OPTIMIZERS, "optimizer.name", f"one of {', '.join(OPTIMIZERS)}")
+        _check(
+            len(o.lr_values) <= LIMITS["optimizer.lr_values"],
+            "optimizer.lr_values",
+            f"at most {LIMITS['optimizer.lr_values']} learning rates",
+        )
         try:
             validate_piecewise(o.lr_values, o.lr_boundaries)
         except ValueError as exc:
@@ -216,6 +263,12 @@ def _finite_positive(value: float) -> bool:
 def _check(ok: bool, key: str, expected: str) -> None:
     if not ok:
         raise ConfigError(f"invalid value for {key}: expected {expected}")
+
+
+def _check_int(value: int, key: str, low: int, kind: str = "an integer") -> None:
+    """``low <= value <= LIMITS[key]``, else ConfigError naming the range."""
+    high = LIMITS[key]
+    _check(low <= value <= high, key, f"{kind} >= {low} and <= {high}")
 
 
 # --------------------------------------------------------------------------- building
@@ -259,16 +312,18 @@ def _coerce(value: Any, annotation: str, key: str) -> Any:
             return [_coerce(v, "float", f"{key}[]") for v in value]
     else:  # pragma: no cover - programming error
         raise TypeError(f"unsupported annotation {annotation}")
-    raise ConfigError(f"invalid value for {key}: expected {base}, got {value!r}")
+    raise ConfigError(f"invalid value for {key}: expected {base}, got {quote(value)}")
 
 
 def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
     if not isinstance(values, Mapping):
-        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {values!r}")
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {quote(values)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(str(key) for key in set(values) - set(fields))
+    unknown = sorted(str(key)[:200] for key in set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown key {prefix}{unknown[0]}; allowed: {', '.join(sorted(fields))}")
+        raise ConfigError(
+            f"unknown key {prefix}{quote(unknown[0])[1:-1]}; allowed: {', '.join(sorted(fields))}"
+        )
     kwargs = {}
     for name, value in values.items():
         key = f"{prefix}{name}"
@@ -292,8 +347,8 @@ def shipped_config_dir() -> Path:
 
 def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Path:
     """A config file path: as given, relative to ``relative_to``, or a shipped config name."""
-    if not isinstance(name, str | Path) or not str(name):
-        raise ConfigError(f"a config file name must be a non-empty string, got {name!r}")
+    if not isinstance(name, str | Path) or not str(name) or "\0" in str(name):
+        raise ConfigError(f"a config file name must be a non-empty string, got {quote(name)}")
     candidates = [Path(name)]
     if relative_to is not None:
         candidates.insert(0, relative_to / name)
@@ -302,6 +357,11 @@ def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Pa
     for path in candidates:
         if path.is_file():
             return path
+    try:  # a symbolic link loop is not "not found"
+        check_input_file(name, "config", "config file")
+    except OSError as exc:
+        if "not found" not in str(exc):
+            raise ConfigError(str(exc)) from None
     raise ConfigError(
         f"config file {name} not found (neither a path nor a shipped config under "
         f"{shipped_config_dir()})"
@@ -313,22 +373,62 @@ def load_mapping(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, An
     path = resolve_config_path(path)
     if path.resolve() in _seen:
         raise ConfigError(f"config {path} extends itself")
+    data = read_config_file(path)
+    parent = data.pop("extends", None)
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ConfigError(
+                f"config {path}: extends must be a config file name, got {quote(parent)}"
+            )
+        parent_path = resolve_config_path(parent, relative_to=path.parent)
+        data = merge(load_mapping(parent_path, (*_seen, path.resolve())), data)
+    return data
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader allowing at most :data:`MAX_ALIASES` aliases per document."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            self.aliases = getattr(self, "aliases", 0) + 1
+            if self.aliases > MAX_ALIASES:
+                raise ConfigError(f"more than {MAX_ALIASES} YAML aliases (*name) in one document")
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str, where: str = "YAML") -> Any:
+    """``yaml.safe_load`` with alias and size bounds (ConfigError naming ``where``)."""
     try:
+        value = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if nested_size_exceeds(value, MAX_NODES):
+        raise ConfigError(f"{where}: more than {MAX_NODES} values once YAML aliases are expanded")
+    return value
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML or TOML file, read with bounds (see the module docstring).
+
+    ConfigError for a file that is missing, not a regular file, larger than 1 MB, not UTF-8,
+    not YAML/TOML, empty, or not a mapping at the top level.
+    """
+    path = Path(path)
+    try:
+        check_input_file(path, "config", "config file")
         text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = parse_yaml(text, f"cannot read config {path}")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"cannot read config {path}: not UTF-8 text (byte {exc.start})") from None
     except (OSError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config {path}: {one_line_error(exc)}") from None
-    data = data or {}
+    if data is None or data == {}:
+        raise ConfigError(f"config {path} is empty (no keys); write at least one key")
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must hold a mapping at the top level")
-    parent = data.pop("extends", None)
-    if parent is not None:
-        if not isinstance(parent, str):
-            raise ConfigError(f"config {path}: extends must be a config file name, got {parent!r}")
-        parent_path = resolve_config_path(parent, relative_to=path.parent)
-        data = merge(load_mapping(parent_path, (*_seen, path.resolve())), data)
     return data
 
 
@@ -339,7 +439,7 @@ def one_line_error(exc: BaseException) -> str:
         problem = exc.problem or exc.context or type(exc).__name__
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         return f"{where}{problem}"
-    return " ".join(str(exc).split())
+    return " ".join(str(exc)[:400].split())
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -358,9 +458,9 @@ def parse_override(text: str) -> dict[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {text!r} must look like section.key=value")
+        raise ConfigError(f"override {quote(text)} must look like section.key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_yaml(raw, f"override {quote(key)}") if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     out: dict[str, Any] = {}

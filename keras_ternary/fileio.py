@@ -4,17 +4,24 @@ Output is atomic: a file is either absent, the old version, or complete — neve
 Everything keras-ternary writes (run directories, reports, exported models) goes through
 these helpers: the data is written to a temporary file in the destination directory, given
 the mode a plain ``open(path, "w")`` would have (umask respected; ``mkstemp`` uses 0600),
-then renamed over ``path``. The temporary file is removed on any failure.
+flushed to the disk (``fsync``), renamed over ``path``, and the directory is flushed too, so
+that a power loss cannot leave an empty file under ``path``. The temporary file is removed on
+any failure, and a failure is a :class:`WriteError` naming ``path`` (not the temporary file).
 
-Input: :func:`probe_hdf5` reads an HDF5 file once in a child process before this process
-opens it, because the HDF5 C library can crash or hang on some corrupt files, which no
-Python code can catch.
+Input: :func:`check_input_file` accepts regular files only (a FIFO or a device would block or
+never end) up to a size limit per kind of file (:data:`SIZE_LIMITS`), without opening them;
+:func:`read_input_file` reads one that way. :func:`check_not_input` refuses an output path
+that names one of the inputs. :func:`probe_hdf5` reads an HDF5 file once in a child process
+before this process opens it, because the HDF5 C library can crash or hang on some corrupt
+files, which no Python code can catch.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -22,12 +29,175 @@ from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
+    "SIZE_LIMITS",
+    "InputFileError",
     "UnreadableFileError",
+    "WriteError",
     "atomic_write",
     "atomic_write_with",
+    "check_input_file",
+    "check_not_input",
+    "fsync_directory",
+    "nested_size_exceeds",
     "new_file_mode",
     "probe_hdf5",
+    "quote",
+    "read_input_file",
 ]
+
+_MB = 1 << 20
+
+#: Largest file accepted per kind of input (bytes): far above what the project writes (a
+#: ResNet-20* k = 5 checkpoint with Adam state is ~60 MB), far below what would exhaust memory.
+SIZE_LIMITS: dict[str, int] = {
+    "config": 1 * _MB,  # YAML/TOML run, sweep and technology files
+    "json": 64 * _MB,  # summary.json, ternary_stats.json, snapshots
+    "csv": 64 * _MB,  # history.csv
+    "model": 4096 * _MB,  # .h5 / .keras models and checkpoints
+    "tflite": 2048 * _MB,  # FlatBuffers cannot address more than 2 GiB
+    "packed": 1024 * _MB,  # .tkp packed ternary models
+    "array": 4096 * _MB,  # .npy / .npz inputs
+}
+
+
+def quote(value: object, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for error messages about user input."""
+    text = _bounded_repr(value, limit)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bounded_repr(value: object, limit: int) -> str:
+    """``repr`` without building a huge string for huge (or alias-bomb) containers."""
+    if isinstance(value, list | tuple | dict | set) and nested_size_exceeds(value, limit):
+        return f"<{type(value).__name__} of {len(value)} items>"
+    return repr(value)
+
+
+def nested_size_exceeds(value: object, limit: int) -> bool:
+    """True if the nested container ``value`` has more than ``limit`` leaves (stops early)."""
+    stack, count = [value], 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set):
+            stack.extend(item)
+    return False
+
+
+class InputFileError(OSError):
+    """An input path is missing, not a regular file, a symlink loop, or too large."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "bad input file"
+
+
+class WriteError(OSError):
+    """Writing an output failed (disk full, permission denied...); ``path`` is untouched."""
+
+    def __init__(self, path: str | os.PathLike, exc: OSError) -> None:
+        super().__init__(exc.errno, exc.strerror)
+        self.path = os.fspath(path)
+        self.reason = exc.strerror or str(exc)
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.reason}"
+
+
+def _stat_error(path: str, exc: OSError, what: str) -> InputFileError:
+    if exc.errno == errno.ELOOP:
+        reason = "it is a symbolic link loop (too many levels of symbolic links)"
+    elif exc.errno == errno.ENOENT:
+        return InputFileError(f"{what} not found: {path}")
+    else:
+        reason = exc.strerror or str(exc)
+    return InputFileError(f"cannot read {what} {path}: {reason}")
+
+
+def check_input_file(path: str | os.PathLike, kind: str, what: str = "file") -> int:
+    """Check that ``path`` is a regular file of at most ``SIZE_LIMITS[kind]`` bytes; its size.
+
+    Only ``os.stat`` is used, so a FIFO, socket or device is rejected without blocking on it.
+
+    Raises:
+        InputFileError: a one-line message naming ``what`` and ``path``.
+    """
+    path = os.fspath(path)
+    if "\0" in path:
+        raise InputFileError(f"{what} path contains a NUL byte: {quote(path)}")
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise _stat_error(path, exc, what) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputFileError(f"{what} {path} is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputFileError(
+            f"{what} {path} is not a regular file (a FIFO, socket or device); "
+            "copy the data into a file"
+        )
+    limit = SIZE_LIMITS[kind]
+    if st.st_size > limit:
+        raise InputFileError(
+            f"{what} {path} is too large ({st.st_size / _MB:.0f} MB; at most {limit // _MB} MB "
+            f"for a {kind} file)"
+        )
+    return st.st_size
+
+
+def read_input_file(path: str | os.PathLike, kind: str, what: str = "file") -> bytes:
+    """The bytes of ``path`` after :func:`check_input_file`, opened without blocking.
+
+    The file is opened with ``O_NONBLOCK`` and checked again on the open descriptor, so a path
+    swapped for a FIFO between the check and the open still cannot block.
+    """
+    check_input_file(path, kind, what)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise _stat_error(os.fspath(path), exc, what) from None
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > SIZE_LIMITS[kind]:
+            raise InputFileError(f"{what} {os.fspath(path)} changed while being opened")
+        return handle.read(SIZE_LIMITS[kind] + 1)
+
+
+def check_not_input(
+    output: str | os.PathLike | None, inputs: dict[str, str | os.PathLike | None]
+) -> None:
+    """Refuse an ``output`` path that is (or resolves to the same file as) one of ``inputs``.
+
+    ``inputs`` maps a description ("the model", "--tech") to a path (None: not given).
+
+    Raises:
+        InputFileError: naming the output and the input it would overwrite.
+    """
+    if not output:
+        return
+    out = os.fspath(output)
+    for what, path in inputs.items():
+        if not path:
+            continue
+        if _same_file(out, os.fspath(path)):
+            raise InputFileError(
+                f"--out {out} is {what} ({os.fspath(path)}); writing it would destroy the input: "
+                "choose another output path"
+            )
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        try:
+            return os.path.realpath(a) == os.path.realpath(b)
+        except (OSError, ValueError):
+            return False
 
 
 def _umask() -> int:
@@ -54,19 +224,52 @@ def atomic_write_with(
 ) -> None:
     """Create ``path`` atomically: ``write(tmp)`` fills a temporary file that replaces ``path``.
 
-    The parent directory must exist. Any exception (``OSError`` included) propagates after
-    the temporary file is removed; ``path`` is then untouched.
+    The parent directory must exist. The file and then its directory are flushed to the disk
+    (``fsync``) around the rename. Any exception propagates after the temporary file is
+    removed, an ``OSError`` as :class:`WriteError` naming ``path``; ``path`` is then untouched.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
         write(tmp)
         os.chmod(tmp, new_file_mode())
+        _fsync_path(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp = None
+        fsync_directory(path.parent)
+    except WriteError:
         raise
+    except OSError as exc:
+        raise WriteError(path, exc) from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _fsync_path(path: str | os.PathLike) -> None:
+    """Flush the data of the file ``path`` to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_directory(path: str | os.PathLike) -> None:
+    """Flush a directory's entries (a rename or a new file in it) to the disk, where possible."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # e.g. Windows: directories cannot be opened; nothing to flush
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems do not support it on directories
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:

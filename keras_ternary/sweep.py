@@ -41,6 +41,7 @@ from keras_ternary.config import (
     parse_override,
     resolve_config_path,
 )
+from keras_ternary.rundir import RunError, check_name
 
 __all__ = ["SweepResult", "SweepRun", "SweepStopped", "expand_sweep", "load_sweep", "run_sweep"]
 
@@ -103,7 +104,13 @@ def expand_sweep(
     unknown = sorted(set(spec) - set(SWEEP_KEYS))
     if unknown:
         raise ConfigError(f"unknown sweep key {unknown[0]}; allowed: {', '.join(SWEEP_KEYS)}")
-    sweep_name = str(spec.get("sweep") or default_name)
+    sweep_name = spec.get("sweep") or default_name
+    if isinstance(sweep_name, int | float):
+        sweep_name = str(sweep_name)
+    try:
+        check_name(sweep_name, "sweep name")
+    except RunError as exc:
+        raise ConfigError(str(exc)) from None
     base = spec.get("base") or {}
     if isinstance(base, str):
         base = load_mapping(resolve_config_path(base, relative_to=base_dir))

@@ -16,12 +16,22 @@ A run directory holds::
     model.h5               the final model (loads with ``tf.keras.models.load_model``)
     ternary_stats.json     final per-layer statistics of the quantized weights
     summary.json           best and final metrics (written last: its presence means finished)
+    .keras_ternary_run     marker: this is a run directory (format version; written first)
+    .keras_ternary_run.lock  advisory lock of the process writing the directory (its pid)
 
-Every file is written to a temporary name and moved into place with ``os.replace``, so an
-interrupted run never leaves a half-written file. ``resume=True`` reloads the last checkpoint
-(weights, Adam state and step counter, hence the same learning rate) and continues at the next
-epoch; Δ is a function of the epoch (:class:`keras_ternary.DeltaGrowth`), so it continues too;
-it also deletes temporary files a killed process left behind.
+The format (names, marker, lock, integrity rules) is :mod:`keras_ternary.rundir`. Only these
+files are ever written, replaced or moved; anything else in the directory is left alone, and
+a non-empty directory without the marker (or a pre-marker run's files) is refused.
+
+Every file is written to a temporary name, flushed and moved into place with ``os.replace``,
+so an interrupted run never leaves a half-written file. ``resume=True`` first checks that
+config.yaml, history.csv and the checkpoint agree (epochs, width, quantizer, Δ and learning
+rate per epoch), then reloads the last checkpoint (weights, Adam state and step counter, hence
+the same learning rate) and continues at the next epoch; Δ is a function of the epoch
+(:class:`keras_ternary.DeltaGrowth`), so it continues too; under the run's lock it also
+deletes temporary files a killed process left behind. A directory with results but no
+``checkpoints/last.h5`` is never restarted silently: ``force_new=True`` starts over after
+moving the old files into a dated subfolder.
 
 A loss that becomes NaN or infinite stops training at once: nothing of that epoch is written
 (``history.csv`` and ``checkpoints/last.h5`` stay at the last good epoch, no ``model.h5`` or
@@ -30,14 +40,10 @@ A loss that becomes NaN or infinite stops training at once: nothing of that epoc
 
 from __future__ import annotations
 
-import csv
 import importlib.util
-import io
 import json
 import math
 import os
-import re
-import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -55,21 +61,40 @@ _compat.ensure_legacy_keras()
 import tensorflow as tf  # noqa: E402
 
 from keras_ternary import data as data_lib  # noqa: E402
+from keras_ternary import rundir  # noqa: E402
 from keras_ternary.callbacks import DeltaGrowth  # noqa: E402
 from keras_ternary.config import (  # noqa: E402
     ConfigError,
     TrainConfig,
     config_from_dict,
     dump_yaml,
-    one_line_error,
 )
 from keras_ternary.fileio import (  # noqa: E402
     UnreadableFileError,
+    WriteError,
     atomic_write,
     atomic_write_with,
+    check_input_file,
     probe_hdf5,
 )
+from keras_ternary.modelfile import ModelFileError, check_model_file, h5_model_config  # noqa: E402
 from keras_ternary.models import resnet20_star  # noqa: E402
+from keras_ternary.rundir import (  # noqa: E402
+    BEST_CKPT,
+    CONFIG_FILE,
+    FINAL_MODEL,
+    HISTORY_FIELDS,
+    HISTORY_FILE,
+    LAST_CKPT,
+    SNAPSHOT_DIR,
+    STATS_FILE,
+    SUMMARY_FILE,
+    TENSORBOARD_DIR,
+    RunError,
+    format_history,
+    read_history,
+    run_status,
+)
 from keras_ternary.schedules import EpochPiecewiseSchedule  # noqa: E402
 from keras_ternary.stats import ternary_stats  # noqa: E402
 
@@ -85,34 +110,7 @@ __all__ = [
     "train",
 ]
 
-CONFIG_FILE = "config.yaml"
-HISTORY_FILE = "history.csv"
-LAST_CKPT = "checkpoints/last.h5"
-BEST_CKPT = "checkpoints/best.h5"
-FINAL_MODEL = "model.h5"
-STATS_FILE = "ternary_stats.json"
-SUMMARY_FILE = "summary.json"
-SNAPSHOT_DIR = "snapshots"
-TENSORBOARD_DIR = "tensorboard"
 STATE_ATTR = "keras_ternary_run_state"
-
-HISTORY_FIELDS = (
-    "epoch",
-    "paper_epoch",
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "lr",
-    "delta",
-    "sparsity",
-    "entropy",
-    "epoch_time_s",
-)
-
-
-class RunError(RuntimeError):
-    """A run directory cannot be used as asked; the message says why and what to do."""
 
 
 class LossNotFiniteError(RunError):
@@ -186,118 +184,73 @@ def read_checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-# --------------------------------------------------------------------------- history CSV
-def format_history(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in HISTORY_FIELDS})
-    return buffer.getvalue()
-
-
-def read_history(path: str | os.PathLike) -> list[dict[str, float | None]]:
-    """Rows of a ``history.csv`` as dicts of floats (None for empty cells).
-
-    RunError naming the file and line for anything that is not such a table (a header with
-    ``epoch``, one positive integer epoch and numbers or empty cells in every row).
-    """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames is not None and "epoch" not in reader.fieldnames:
-                raise RunError(f"{path} line 1: the header has no 'epoch' column")
-            for raw in reader:
-                rows.append(_history_row(raw, path, reader.line_num))
-    except UnicodeDecodeError as exc:
-        raise RunError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except csv.Error as exc:
-        raise RunError(f"{path}: {exc}") from None
-    except OSError as exc:
-        raise RunError(f"cannot read {path}: {exc}") from None
-    return rows
-
-
-def _history_row(raw: dict[Any, Any], path: Path, line: int) -> dict[str, float | None]:
-    """One parsed ``history.csv`` row (see :func:`read_history`)."""
-    if None in raw:
-        raise RunError(f"{path} line {line}: more cells than columns")
-    row: dict[str, Any] = {}
-    for key, value in raw.items():
-        if value in ("", None):
-            row[key] = None
-            continue
-        try:
-            row[key] = float(value)
-        except ValueError:
-            raise RunError(f"{path} line {line}: {key} is not a number: {value!r}") from None
-    epoch = row.get("epoch")
-    if epoch is None or not math.isfinite(epoch) or not epoch.is_integer() or epoch < 1:
-        raise RunError(f"{path} line {line}: epoch must be an integer >= 1, got {raw['epoch']!r}")
-    row["epoch"] = int(epoch)
-    return row
-
-
 # --------------------------------------------------------------------------- run directory
-def run_status(run_dir: str | os.PathLike) -> str:
-    """ "finished" (summary.json), "partial" (a last checkpoint), "new" (nothing to resume)."""
-    run_dir = Path(run_dir)
-    if (run_dir / SUMMARY_FILE).is_file():
-        return "finished"
-    if (run_dir / LAST_CKPT).is_file():
-        return "partial"
-    return "new"
-
-
 def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     """The configuration stored in a run directory."""
-    import yaml
+    from keras_ternary.config import read_config_file
 
     path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
+    if not os.path.lexists(path) and not os.path.lexists(Path(run_dir) / rundir.MARKER_FILE):
         raise RunError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return config_from_dict(values)
-    except UnicodeDecodeError as exc:
-        raise RunError(f"{path} is not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise RunError(f"cannot read {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise RunError(f"{path} is not a valid run configuration: {one_line_error(exc)}") from None
+        return config_from_dict(read_config_file(path))
     except ConfigError as exc:
         raise RunError(f"{path} is not a valid run configuration: {exc}") from None
 
 
-def _check_run_dir(config: TrainConfig, resume: bool) -> str:
-    """Check the directory against the request (writing nothing); return its status."""
+def _check_run_dir(config: TrainConfig, resume: bool, force_new: bool = False) -> str:
+    """Check the directory against the request (writing nothing); return its status.
+
+    "new" also for a run directory whose files ``force_new`` will move aside.
+    """
     run_dir = config.run_dir
     _check_directory_path(run_dir)
+    if not run_dir.is_dir():
+        return "new"
+    entries = [e for e in run_dir.iterdir() if e.name != rundir.LOCK_FILE]
+    if entries and not rundir.is_run_dir(run_dir):
+        raise RunError(
+            f"{run_dir} exists, is not empty and is not a run directory (no "
+            f"{rundir.MARKER_FILE}); nothing in it is touched: choose --out"
+        )
+    if not entries:
+        return "new"
+    rundir.read_marker(run_dir)  # a newer format is refused
+    rundir.check_unlocked(run_dir)
     status = run_status(run_dir)
-    has_config = (run_dir / CONFIG_FILE).is_file()
-    if run_dir.exists() and any(run_dir.iterdir()) and not has_config:
-        raise RunError(f"{run_dir} exists, is not empty and is not a run directory; choose --out")
-    if has_config and status != "new":
-        stored = load_run_config(run_dir)
-        if _comparable(stored) != _comparable(config):
+    if force_new:
+        return "new"
+    if status == "new":
+        kept = [
+            p.relative_to(run_dir).as_posix()
+            for p in rundir.progress_files(run_dir)
+            if not p.relative_to(run_dir).as_posix().startswith(TENSORBOARD_DIR)
+        ]
+        if kept:
             raise RunError(
-                f"{run_dir} holds a run with a different configuration; resume it without "
-                "changing options (train --resume DIR) or choose another --out"
+                f"{run_dir} holds results ({', '.join(kept[:3])}{', ...' if len(kept) > 3 else ''}"
+                f") but no {LAST_CKPT} to resume from; nothing was changed. To start over, add "
+                "--force-new (the old files are moved into a dated subfolder)"
             )
-        if not resume:
-            raise RunError(
-                f"{run_dir} already holds a {status} run; pass --resume to continue it "
-                "or choose another --out"
-            )
+        return status
+    stored = load_run_config(run_dir)
+    if _comparable(stored) != _comparable(config):
+        raise RunError(
+            f"{run_dir} holds a run with a different configuration; resume it without "
+            "changing options (train --resume DIR) or choose another --out"
+        )
+    if not resume:
+        raise RunError(
+            f"{run_dir} already holds a {status} run; pass --resume to continue it, "
+            "--force-new to start over (the old files are moved aside), or choose another --out"
+        )
     return status
 
 
 def _check_directory_path(run_dir: Path) -> None:
     """RunError unless ``run_dir`` is, or can be created as, a directory."""
+    if "\0" in str(run_dir):
+        raise RunError(f"the run directory path contains a NUL byte: {str(run_dir)[:200]!r}")
     for path in (run_dir, *run_dir.parents):
         if os.path.lexists(path):
             if not path.is_dir():
@@ -308,37 +261,91 @@ def _check_directory_path(run_dir: Path) -> None:
             return
 
 
-def _start_run_dir(config: TrainConfig) -> None:
-    """Start afresh in a directory holding nothing resumable: clear leftovers, write the config."""
+def _check_writable(run_dir: Path) -> None:
+    """RunError if the run directory's folders cannot be written (before any epoch)."""
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / SNAPSHOT_DIR):
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            raise RunError(
+                f"cannot write to {folder}: permission denied; fix its permissions, then resume"
+            )
+
+
+def _check_resume(config: TrainConfig, safe_mode: bool) -> tuple[dict[str, Any], list]:
+    """State and history of a partial run, after checking that they agree with ``config``."""
+    run_dir = config.run_dir
+    last = run_dir / LAST_CKPT
+    try:
+        check_model_file(last, safe_mode=safe_mode)
+        model_config = h5_model_config(last) or {}
+    except ModelFileError as exc:
+        raise RunError(f"checkpoint {exc}") from None
+    state = read_checkpoint_state(last)
+    done = int(state["epochs_done"])
+    rows = rundir.check_history(run_dir / HISTORY_FILE, done)
+    growth = None if config.per_step else make_delta_growth(config)  # per step: Δ varies
+    expected = [
+        {
+            "paper_epoch": round(config.time_scale * r["epoch"], 6),
+            "delta": None if growth is None else growth.delta_for(r["epoch"] - 1),
+        }
+        for r in rows
+    ]
+    rundir.check_resumable(
+        run_dir, _comparable(config), state, rundir.model_fingerprint(model_config), rows, expected
+    )
+    return state, rows
+
+
+def _check_lr_history(config: TrainConfig, schedule: EpochPiecewiseSchedule, rows: list) -> None:
+    """The learning rate recorded per epoch must be what ``schedule`` gives (same data size)."""
+    expected = [
+        {"lr": schedule.value_at_step((r["epoch"] - 1) * schedule.steps_per_epoch)} for r in rows
+    ]
+    rundir.check_resumable(config.run_dir, _comparable(config), {}, {}, rows, expected)
+
+
+def _open_run_dir(
+    config: TrainConfig,
+    status: str,
+    resume: bool,
+    force_new: bool,
+    created_by: str,
+    log: Callable[[str], None],
+    replace: bool = False,
+) -> rundir.RunLock:
+    """Create/lock the run directory, check nothing changed meanwhile, then prepare it."""
     run_dir = config.run_dir
     try:
-        for name in (HISTORY_FILE, TENSORBOARD_DIR, SNAPSHOT_DIR, "checkpoints"):
-            target = run_dir / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(config))
     except OSError as exc:
-        raise RunError(f"cannot create run directory {run_dir}: {exc}") from None
-
-
-#: Names of the temporary files of :func:`atomic_write_text` / :func:`atomic_save_model`.
-_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.(tmp|h5)$")
-
-
-def _remove_stale_temp_files(run_dir: Path) -> list[Path]:
-    """Delete temporary files an earlier, killed process left behind (never read anyway)."""
-    removed = []
-    for folder in (run_dir, run_dir / "checkpoints", run_dir / SNAPSHOT_DIR):
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            if _TEMP_NAME.match(path.name) and path.is_file():
+        raise RunError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from None
+    lock = rundir.acquire_lock(run_dir)
+    try:
+        if _check_run_dir(config, resume, force_new) != status:
+            raise RunError(f"{run_dir} changed while the data was loading (another process?)")
+        _check_writable(run_dir)
+        if force_new and replace:
+            rundir.remove_own_files(run_dir)
+        elif force_new and rundir.own_files(run_dir):
+            aside = rundir.move_aside(run_dir)
+            log(f"moved the previous files of {run_dir} to {aside}")
+        if status == "new":
+            if not os.path.lexists(run_dir / rundir.MARKER_FILE):
+                rundir.write_marker(run_dir, created_by)
+            atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(config))
+        else:
+            if not os.path.lexists(run_dir / rundir.MARKER_FILE):  # a run of an older version
+                rundir.write_marker(run_dir, created_by)
+            for path in rundir.stale_temp_files(run_dir):
                 path.unlink(missing_ok=True)
-                removed.append(path)
-    return removed
+                log(f"removed {path} (temporary file of an interrupted write)")
+    except OSError as exc:
+        lock.release()
+        raise RunError(f"cannot prepare run directory {run_dir}: {exc}") from None
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def _comparable(config: TrainConfig) -> dict[str, Any]:
@@ -396,13 +403,18 @@ def make_delta_growth(config: TrainConfig) -> DeltaGrowth | None:
     )
 
 
-def _load_checkpoint(path: Path) -> tf.keras.Model:
+def _load_checkpoint(path: Path, safe_mode: bool = True) -> tf.keras.Model:
+    from keras_ternary.modelfile import load_model
+
     try:
-        return tf.keras.models.load_model(
-            path, custom_objects={"EpochPiecewiseSchedule": EpochPiecewiseSchedule}
+        return load_model(
+            path,
+            safe_mode=safe_mode,
+            compile=True,
+            custom_objects={"EpochPiecewiseSchedule": EpochPiecewiseSchedule},
         )
     except (OSError, ValueError) as exc:
-        raise RunError(f"cannot load checkpoint {path}: {exc}") from None
+        raise RunError(f"cannot load checkpoint {path}: {str(exc)[:300]}") from None
 
 
 def _optimizer_schedule_config(model: tf.keras.Model) -> dict[str, Any] | None:
@@ -572,6 +584,10 @@ def train(
     verbose: int = 2,
     log: Callable[[str], None] | None = None,
     data: data_lib.ArrayData | None = None,
+    force_new: bool = False,
+    safe_mode: bool = True,
+    created_by: str = "train",
+    replace: bool = False,
 ) -> RunResult:
     """Train ``config`` into ``config.run_dir`` (see the module docstring).
 
@@ -583,11 +599,23 @@ def train(
         verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
         log: receives the one-line-per-epoch report and status messages.
         data: already loaded data (default: load what ``config.data`` names).
+        force_new: start over in a run directory that holds a run: its files are moved into
+            a dated subfolder first (never deleted).
+        safe_mode: refuse a checkpoint holding Python code (a ``Lambda`` layer) instead of
+            running that code when loading it (see :mod:`keras_ternary.modelfile`).
+        created_by: recorded in the run-directory marker of a new run.
+        replace: with ``force_new``, delete the run's own files instead of moving them aside
+            (the quick start replacing its earlier run); other files are never touched.
+
+    Raises:
+        RunError: the directory cannot be used as asked (another process holds it, its
+            files disagree, a write failed); nothing was changed, or the run keeps its last
+            completed epoch.
     """
     config.validate()
     log = log or _print
     run_dir = config.run_dir
-    status = _check_run_dir(config, resume)
+    status = _check_run_dir(config, resume, force_new)
     if status == "finished":
         log(f"{run_dir}: already finished")
         return RunResult(
@@ -597,10 +625,7 @@ def train(
     state: dict[str, Any] = {"epochs_done": 0, "best_val_accuracy": None, "best_epoch": None}
     rows: list[dict[str, Any]] = []
     if status == "partial":  # check what is resumed before the (slow) data loading
-        state = read_checkpoint_state(run_dir / LAST_CKPT)
-        rows = [
-            r for r in read_history(run_dir / HISTORY_FILE) if r["epoch"] <= state["epochs_done"]
-        ]
+        state, rows = _check_resume(config, safe_mode)
 
     tf.keras.utils.set_random_seed(config.seed)
     if data is None:
@@ -610,7 +635,7 @@ def train(
         )
     log(f"data: {data.describe()}")
     if status == "partial":
-        model = _load_checkpoint(run_dir / LAST_CKPT)
+        model = _load_checkpoint(run_dir / LAST_CKPT, safe_mode)
         if model.optimizer is None:
             raise RunError(
                 f"checkpoint {run_dir / LAST_CKPT} holds no optimizer state (saved without the "
@@ -624,12 +649,35 @@ def train(
             f"the checkpoint's learning-rate schedule does not match the configuration and "
             f"data of {run_dir} (different data size or batch size?)"
         )
-    if status == "new":  # only now that the data is there
-        _start_run_dir(config)
-    else:
-        for path in _remove_stale_temp_files(run_dir):
-            log(f"removed {path} (temporary file of an interrupted write)")
+    if status == "partial":
+        _check_lr_history(config, schedule, rows)
+    lock = _open_run_dir(config, status, resume, force_new, created_by, log, replace)
+    try:
+        return _train_locked(
+            config, status, model, data, schedule, state, rows, stop_after, time_limit, verbose, log
+        )
+    finally:
+        lock.release()
+
+
+def _train_locked(
+    config: TrainConfig,
+    status: str,
+    model: tf.keras.Model,
+    data: data_lib.ArrayData,
+    schedule: EpochPiecewiseSchedule,
+    state: dict[str, Any],
+    rows: list[dict[str, Any]],
+    stop_after: int | None,
+    time_limit: float | None,
+    verbose: int,
+    log: Callable[[str], None],
+) -> RunResult:
+    """The training of :func:`train` once the run directory is locked and prepared."""
+    run_dir = config.run_dir
+    if status == "partial":
         log(f"resuming {run_dir} after epoch {state['epochs_done']}")
+    state["config"] = _comparable(config)  # a resume compares config.yaml with it
     start = int(state["epochs_done"])
 
     callbacks: list[tf.keras.callbacks.Callback] = []
@@ -646,27 +694,49 @@ def train(
                 log_dir=str(run_dir / TENSORBOARD_DIR), write_graph=False, profile_batch=0
             )
         )
-    if start < config.epochs:
-        model.fit(
-            data_lib.make_train_dataset(
-                data, config.batch_size, config.seed, start, config.epochs, config.data.augment
-            ),
-            epochs=config.epochs,
-            initial_epoch=start,
-            steps_per_epoch=data_lib.steps_per_epoch(len(data.y_train), config.batch_size),
-            validation_data=data_lib.make_eval_dataset(data, config.batch_size),
-            callbacks=callbacks,
-            verbose=verbose,
-        )
-    done = int(state.get("epochs_done", start))
-    if recorder.non_finite is not None:
-        raise LossNotFiniteError(_non_finite_message(recorder.non_finite, done, run_dir))
-    if done < config.epochs:
-        log(f"stopped after epoch {done}/{config.epochs}; continue with: train --resume {run_dir}")
-        return RunResult(run_dir, "stopped", done, None)
-    summary = _finish(model, config, rows, state)
+    try:
+        if start < config.epochs:
+            _fit(model, config, data, start, callbacks, verbose)
+        done = int(state.get("epochs_done", start))
+        if recorder.non_finite is not None:
+            raise LossNotFiniteError(_non_finite_message(recorder.non_finite, done, run_dir))
+        if done < config.epochs:
+            log(
+                f"stopped after epoch {done}/{config.epochs}; continue with: "
+                f"train --resume {run_dir}"
+            )
+            return RunResult(run_dir, "stopped", done, None)
+        summary = _finish(model, config, rows, state)
+    except WriteError as exc:
+        done = int(state.get("epochs_done", start))
+        raise RunError(
+            f"{exc}; {run_dir} keeps its last completed epoch ({done}): fix the cause "
+            f"(free space?), then continue with train --resume {run_dir}"
+        ) from None
     log(f"finished {run_dir}: " + json.dumps({k: summary[k] for k in _SUMMARY_HEADLINE}))
     return RunResult(run_dir, "finished", done, summary)
+
+
+def _fit(
+    model: tf.keras.Model,
+    config: TrainConfig,
+    data: data_lib.ArrayData,
+    start: int,
+    callbacks: list[tf.keras.callbacks.Callback],
+    verbose: int,
+) -> None:
+    """``model.fit`` from epoch ``start`` to ``config.epochs``."""
+    model.fit(
+        data_lib.make_train_dataset(
+            data, config.batch_size, config.seed, start, config.epochs, config.data.augment
+        ),
+        epochs=config.epochs,
+        initial_epoch=start,
+        steps_per_epoch=data_lib.steps_per_epoch(len(data.y_train), config.batch_size),
+        validation_data=data_lib.make_eval_dataset(data, config.batch_size),
+        callbacks=callbacks,
+        verbose=verbose,
+    )
 
 
 def _non_finite_message(where: tuple[int, int | None, float], done: int, run_dir: Path) -> str:
@@ -723,7 +793,10 @@ def _finish(
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object file of the run (None if unreadable or not an object)."""
     try:
-        return json.loads(path.read_text())
+        check_input_file(path, "json")
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,153 @@
+"""Loading saved Keras models without running code embedded in them.
+
+A ``Lambda`` layer stores Python byte code, which Keras runs when it rebuilds the model. Keras'
+``safe_mode`` refuses that for ``.keras`` files only; legacy ``.h5`` files are deserialized
+without any check. :func:`check_model_file` closes that gap the same way for both formats:
+before anything is deserialized, the ``model_config`` JSON of an ``.h5`` file (read with
+h5py, in a child process first: :func:`~keras_ternary.fileio.probe_hdf5`) is searched for
+entries that carry code, and the file is refused unless the caller opts in
+(``safe_mode=False``; ``--unsafe-load`` on the command lines). ``.keras`` files are passed to
+Keras with ``safe_mode`` set accordingly.
+
+The path must be a regular file of bounded size (:func:`~keras_ternary.fileio.check_input_file`).
+TensorFlow is imported only by :func:`load_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from keras_ternary.fileio import UnreadableFileError, check_input_file, probe_hdf5, quote
+
+__all__ = [
+    "CODE_LAYERS",
+    "ModelFileError",
+    "UnsafeModelError",
+    "check_model_file",
+    "code_entries",
+    "h5_model_config",
+    "load_model",
+]
+
+#: Layer classes whose saved config holds Python code (byte code or a function to import).
+CODE_LAYERS = frozenset({"Lambda"})
+#: Config keys whose value ``"lambda"`` means serialized byte code follows.
+_CODE_TYPE_KEYS = ("function_type", "output_shape_type")
+
+UNSAFE_HINT = (
+    "loading it would run that code; if you trust the file, pass --unsafe-load "
+    "(safe_mode=False in Python)"
+)
+
+
+class ModelFileError(ValueError):
+    """A model file cannot be read (missing, not a regular file, too large, corrupt)."""
+
+
+class UnsafeModelError(ModelFileError):
+    """A model file holds code that loading would run, and the caller did not allow it."""
+
+
+def code_entries(config: Any, where: str = "model") -> Iterator[str]:
+    """Where in a parsed Keras model config code is stored (layer names), recursively."""
+    if isinstance(config, Mapping):
+        inner = config.get("config")
+        name = inner.get("name") if isinstance(inner, Mapping) else None
+        here = f"{where}/{name}" if isinstance(name, str) else where
+        if config.get("class_name") in CODE_LAYERS:
+            yield f"{config['class_name']} layer {quote(name or '?', 60)}"
+            return
+        if any(config.get(key) == "lambda" for key in _CODE_TYPE_KEYS):
+            yield f"serialized function in {quote(here, 60)}"
+        for value in config.values():
+            if isinstance(value, Mapping | list):
+                yield from code_entries(value, here)
+    elif isinstance(config, list):
+        for item in config:
+            yield from code_entries(item, where)
+
+
+def h5_model_config(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The parsed ``model_config`` attribute of an ``.h5`` model (None if it has none).
+
+    ModelFileError if the file is not readable HDF5 or the attribute is not JSON.
+    """
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            raw = handle.attrs.get("model_config")
+    except Exception as exc:  # noqa: BLE001 - h5py raises OSError, KeyError, RuntimeError...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"cannot read {os.fspath(path)}: {first}") from None
+    if raw is None:
+        return None
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+        config = json.loads(text)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{os.fspath(path)}: the model config is not valid JSON ({exc})"
+        ) from None
+    return config if isinstance(config, dict) else None
+
+
+def check_model_file(path: str | os.PathLike, *, safe_mode: bool = True) -> None:
+    """Check ``path`` before Keras deserializes it (see the module docstring).
+
+    Raises:
+        ModelFileError: not a regular file, too large, or an HDF5 file that crashes the
+            HDF5 library.
+        UnsafeModelError: an ``.h5`` model holding code (``Lambda``) and ``safe_mode``.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        return  # a SavedModel directory: no Python code; Keras reports what it is not
+    try:
+        check_input_file(path, "model", "model file")
+    except OSError as exc:
+        raise ModelFileError(str(exc)) from None
+    import h5py
+
+    if not h5py.is_hdf5(path):
+        return  # .keras (Keras checks it with safe_mode) or not a model: Keras reports it
+    try:
+        probe_hdf5(path)
+    except UnreadableFileError as exc:
+        raise ModelFileError(str(exc)) from None
+    if not safe_mode:
+        return
+    try:
+        config = h5_model_config(path)
+    except ModelFileError:
+        return  # unreadable config: the loader reports it; nothing can be deserialized
+    found = list(code_entries(config)) if config is not None else []
+    if found:
+        raise UnsafeModelError(
+            f"{path} holds Python code ({', '.join(found[:3])}"
+            f"{', ...' if len(found) > 3 else ''}); {UNSAFE_HINT}"
+        )
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    safe_mode: bool = True,
+    compile: bool = False,
+    custom_objects: Mapping[str, Any] | None = None,
+):
+    """``tf.keras.models.load_model`` after :func:`check_model_file`, with ``safe_mode``."""
+    check_model_file(path, safe_mode=safe_mode)
+    from keras_ternary import _compat
+
+    _compat.ensure_legacy_keras()
+    import tensorflow as tf
+
+    import keras_ternary  # noqa: F401  (registers the custom objects)
+
+    return tf.keras.models.load_model(
+        path, custom_objects=dict(custom_objects or {}), compile=compile, safe_mode=safe_mode
+    )
