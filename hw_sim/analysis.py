@@ -101,14 +101,17 @@ def _totals(layers: list[dict]) -> dict:
     return total
 
 
-def to_graph(model) -> Graph:
-    """A :class:`Graph` from a Graph, a model file path, or an in-memory tf.keras model."""
+def to_graph(model, safe_mode: bool = True) -> Graph:
+    """A :class:`Graph` from a Graph, a model file path, or an in-memory tf.keras model.
+
+    ``safe_mode=False`` allows a model file holding Python code (a ``Lambda`` layer).
+    """
     if isinstance(model, Graph):
         return model
     if isinstance(model, str | os.PathLike):
         from hw_sim.loaders import load_graph
 
-        return load_graph(model)
+        return load_graph(model, safe_mode=safe_mode)
     if hasattr(model, "layers") and hasattr(model, "get_config"):
         from hw_sim.loaders.keras import from_keras_model
 

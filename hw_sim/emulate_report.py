@@ -131,23 +131,25 @@ def emulation_report(graph: Graph, result, tech=None) -> dict:
     }
 
 
-def _keras_model(model):
+def _keras_model(model, safe_mode: bool = True):
     if isinstance(model, str):
         from hw_sim.loaders.keras import _check_container, _import_tf
 
-        _check_container(model)
+        _check_container(model, safe_mode)
         tf = _import_tf()
-        return tf.keras.models.load_model(model, compile=False)
+        return tf.keras.models.load_model(model, compile=False, safe_mode=safe_mode)
     return model
 
 
-def compare_with_keras(model, emulator, x: np.ndarray, batch_size: int = 64, progress=False):
+def compare_with_keras(
+    model, emulator, x: np.ndarray, batch_size: int = 64, progress=False, safe_mode: bool = True
+):
     """Run Keras and the emulator on ``x``; return ``(agreement dict, EmulationResult)``.
 
     A layer's accumulators are compared when they are integers: the Keras output minus
     its bias must equal them exactly (a channel scale is divided out first).
     """
-    keras = _keras_model(model)
+    keras = _keras_model(model, safe_mode)
     graph = emulator.graph
     names = [op.name for op in graph.compute_ops if emulator.plans[op.name].integer]
     import tensorflow as tf
@@ -206,6 +208,12 @@ def load_inputs(inputs: str | None, data_dir: str | None, n: int):
         return (x - np.float32(CIFAR10_MEAN)) / np.float32(CIFAR10_STD)
 
     if inputs:
+        from keras_ternary.fileio import check_input_file
+
+        try:  # a FIFO or device would block np.load
+            check_input_file(inputs, "array", "--inputs file")
+        except OSError as exc:
+            raise HwSimError(str(exc)) from None
         try:
             with np.load(inputs) as f:
                 if "x" not in f:
@@ -287,7 +295,12 @@ def report_from_args(args, graph: Graph, model_path: str | None, tech=None) -> d
     agreement = None
     if keras_ok and not args.no_compare:
         agreement, result = compare_with_keras(
-            model_path, emulator, x, args.batch_size, progress=True
+            model_path,
+            emulator,
+            x,
+            args.batch_size,
+            progress=True,
+            safe_mode=not getattr(args, "unsafe_load", False),
         )
     else:
         result = emulator.run(x, batch_size=args.batch_size, progress=True)

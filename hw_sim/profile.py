@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import os
 import sys
-import tempfile
 
 from hw_sim.errors import HwSimError
 
@@ -55,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", metavar="FILE", help="write the report here instead of stdout")
     p.add_argument("--plot", metavar="FILE.png", help="energy breakdown per layer and component")
+    p.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="allow the model to hold Python code (a Lambda layer), which loading runs; by "
+        "default such a model is refused (Keras' safe_mode, applied to .h5 too)",
+    )
     from hw_sim.emulate import add_cli_arguments
 
     add_cli_arguments(p)
@@ -70,34 +75,34 @@ def _check_output(path: str) -> None:
         raise HwSimError(f"cannot write {path}: it is a directory")
 
 
-def _file_mode() -> int:
-    """Permission bits of a newly created file under the current umask (``0o666 & ~umask``)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def _check_not_input(path: str, args: argparse.Namespace) -> None:
+    """Refuse an output path that is one of the inputs (the model, --tech, --inputs)."""
+    from keras_ternary.fileio import check_not_input
+
+    inputs = {
+        "the model": args.model,
+        "the --tech file": args.tech,
+        "the --inputs file": getattr(args, "inputs", None),
+    }
+    try:
+        check_not_input(path, inputs)
+    except OSError as exc:
+        raise HwSimError(str(exc).replace("--out", "the output", 1)) from None
 
 
 def write_atomic(path: str, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``; umask respected.
+    """Write ``data`` to ``path`` atomically (:func:`keras_ternary.fileio.atomic_write`).
 
     Raises:
         HwSimError: naming ``path`` (never the temporary file) if it cannot be written.
     """
+    from keras_ternary.fileio import atomic_write
+
     _check_output(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hw_sim-", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
+        atomic_write(path, data)
     except OSError as exc:
         raise HwSimError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @contextlib.contextmanager
@@ -130,12 +135,13 @@ def run(argv: list[str] | None = None) -> int:
     for path in (args.plot, args.out):  # before the (slow) model load; nothing half-written
         if path:
             _check_output(path)
+            _check_not_input(path, args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from hw_sim.analysis import profile, to_graph
     from hw_sim.report import to_csv, to_json, to_table
 
     with _quiet_native_stderr():
-        graph = to_graph(args.model)
+        graph = to_graph(args.model, safe_mode=not args.unsafe_load)
         result = profile(graph, accelerator=args.accelerator, tech=args.tech)
     if args.emulate is not None:
         from hw_sim.emulate import report_from_args

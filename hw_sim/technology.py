@@ -120,13 +120,23 @@ class Tech:
 
 
 def _read_file(path: str | os.PathLike) -> dict:
+    from keras_ternary.config import ConfigError, parse_yaml
+    from keras_ternary.fileio import check_input_file
+
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise HwSimError(f"technology file not found: {path}")
+    try:  # a regular file of at most 1 MB (a FIFO would block)
+        check_input_file(path, "config", "technology file")
+    except OSError as exc:
+        raise HwSimError(str(exc)) from None
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-        data = json.loads(text) if path.lower().endswith(".json") else yaml.safe_load(text)
+        if path.lower().endswith(".json"):
+            data = json.loads(text)
+        else:  # bounded YAML: alias bombs are refused
+            data = parse_yaml(text, f"technology file {path}")
+    except ConfigError as exc:
+        raise HwSimError(str(exc)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HwSimError(f"cannot parse technology file {path}: {first}") from None

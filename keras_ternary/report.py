@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -43,7 +44,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from keras_ternary.fileio import atomic_write_with  # noqa: E402
+from keras_ternary.fileio import atomic_write_with, check_input_file  # noqa: E402
 
 __all__ = ["PAPER_TABLE1", "PAPER_TABLE2", "RunRecord", "collect_runs", "write_report"]
 
@@ -175,24 +176,37 @@ def load_run(path: Path) -> RunRecord | None:
 
     RunError for a run directory whose files cannot be read (not UTF-8, corrupt history.csv).
     """
+    from keras_ternary.config import ConfigError, parse_yaml
+    from keras_ternary.fileio import check_input_file
     from keras_ternary.training import RunError
 
     config_path = path / "config.yaml"
     try:
-        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        check_input_file(config_path, "config", "run configuration")
+        config = parse_yaml(config_path.read_text(encoding="utf-8"), str(config_path))
         config["model"]["quantizer"], config["ternary"]["regime"]  # noqa: B018
     except UnicodeDecodeError as exc:
         raise RunError(f"{config_path} is not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
+    except (OSError, ConfigError) as exc:
         raise RunError(f"cannot read {config_path}: {exc}") from None
     except (yaml.YAMLError, KeyError, TypeError):
         return None
     summary = None
-    if (path / "summary.json").is_file():
+    summary_path = path / "summary.json"
+    if os.path.lexists(summary_path):
         try:
-            summary = json.loads((path / "summary.json").read_text())
-        except ValueError:
-            summary = None
+            check_input_file(summary_path, "json", "run summary")
+            summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RunError(
+                f"{summary_path} is unreadable or corrupt ({str(exc)[:200]}); restore it, or "
+                "move the run out of the report's directories"
+            ) from None
+        if not isinstance(summary, dict):
+            raise RunError(
+                f"{summary_path} does not hold a JSON object (got {type(summary).__name__}); "
+                "restore it, or move the run out of the report's directories"
+            )
     snapshots = sorted((path / "snapshots").glob("epoch_*.json"))
     return RunRecord(path, config, _read_history(path / "history.csv"), summary, snapshots)
 
@@ -287,6 +301,7 @@ def _closest_snapshot(run: RunRecord, paper_epoch: float) -> dict[str, Any] | No
     best, best_dist = None, math.inf
     for path in run.snapshots:
         try:
+            check_input_file(path, "json", "snapshot")
             snap = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
@@ -680,6 +695,8 @@ def write_report(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f"cannot create the report directory {out}: {exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RunError(f"cannot write to the report directory {out}: permission denied")
     skipped: dict[str, str] = {}
     jobs: list[tuple[tuple[str, ...], Callable[[], str | None]]] = [
         (("fig1",), lambda: figure1(runs, out / "fig1.png")),

@@ -276,10 +276,13 @@ def _check_resume(config: TrainConfig, safe_mode: bool) -> tuple[dict[str, Any],
     last = run_dir / LAST_CKPT
     try:
         check_model_file(last, safe_mode=safe_mode)
-        model_config = h5_model_config(last) or {}
     except ModelFileError as exc:
         raise RunError(f"checkpoint {exc}") from None
     state = read_checkpoint_state(last)
+    try:
+        model_config = h5_model_config(last) or {}
+    except ModelFileError as exc:
+        raise RunError(f"checkpoint {exc}") from None
     done = int(state["epochs_done"])
     rows = rundir.check_history(run_dir / HISTORY_FILE, done)
     growth = None if config.per_step else make_delta_growth(config)  # per step: Δ varies

@@ -77,7 +77,7 @@ CLI_CASES: tuple[CliCase, ...] = (
         "train",
         "config path is a directory",
         "train --config {ws}/cfg --out {ws}/o",
-        ["not found"],
+        ["{ws}/cfg is a directory"],
     ),
     _c(
         "train-config-binary",
@@ -697,7 +697,12 @@ def _make_run_dirs(ws: Path) -> None:
     base.mkdir(parents=True)
     training.atomic_write_text(base / training.CONFIG_FILE, training.dump_yaml(config))
     training.atomic_save_model(model, base / training.LAST_CKPT, True, state=state)
-    row = {k: 0.5 for k in training.HISTORY_FIELDS} | {"epoch": 1}
+    row = {k: 0.5 for k in training.HISTORY_FIELDS} | {
+        "epoch": 1,
+        "paper_epoch": config.time_scale,
+        "lr": config.optimizer.lr_values[0],
+        "delta": training.make_delta_growth(config).delta_for(0),
+    }
     training.atomic_write_text(base / training.HISTORY_FILE, training.format_history([row]))
 
     def variant(name: str, mutate: Callable[[Path], None]) -> None:

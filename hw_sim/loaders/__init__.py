@@ -3,7 +3,9 @@
 A loader is a module in this package that defines
 
 * ``SUFFIXES``: the lower-case file suffixes it reads, e.g. ``(".h5", ".keras")``;
-* ``load(path: str) -> Graph``: raising :class:`hw_sim.errors.HwSimError` on bad input.
+* ``load(path: str, safe_mode: bool = True) -> Graph``: raising
+  :class:`hw_sim.errors.HwSimError` on bad input; with ``safe_mode`` it must not run code
+  stored in the file (Keras ``Lambda`` layers).
 
 Modules are discovered by name, so a new format (e.g. ``tflite.py`` with
 ``SUFFIXES = (".tflite",)``) plugs in by adding its module; no registry edit is needed.
@@ -23,7 +25,7 @@ from hw_sim.ir import Graph
 
 __all__ = ["load_graph", "register_loader", "supported_suffixes"]
 
-LoaderFn = Callable[[str], Graph]
+LoaderFn = Callable[..., Graph]
 
 _REGISTRY: dict[str, LoaderFn] = {}
 _BROKEN: dict[str, str] = {}
@@ -62,10 +64,13 @@ def supported_suffixes() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def load_graph(path: str | os.PathLike) -> Graph:
-    """Load a model file into the IR with the loader registered for its suffix."""
+def load_graph(path: str | os.PathLike, safe_mode: bool = True) -> Graph:
+    """Load a model file into the IR with the loader registered for its suffix.
+
+    ``safe_mode=False`` lets a loader run code stored in the file (Keras ``Lambda`` layers).
+    """
     path = os.fspath(path)
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise HwSimError(f"model file not found: {path}")
     if os.path.isdir(path):
         raise HwSimError(f"expected a model file, got a directory: {path}")
@@ -73,7 +78,7 @@ def load_graph(path: str | os.PathLike) -> Graph:
     lower = path.lower()
     for suffix in sorted(_REGISTRY, key=len, reverse=True):
         if lower.endswith(suffix):
-            return _REGISTRY[suffix](path)
+            return _REGISTRY[suffix](path, safe_mode=safe_mode)
     hint = f" (loaders that failed to import: {_BROKEN})" if _BROKEN else ""
     raise HwSimError(
         f"no loader for {os.path.basename(path)!r}: supported suffixes are "

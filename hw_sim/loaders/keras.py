@@ -47,8 +47,18 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def _check_container(path: str) -> None:
-    """Reject files that cannot hold a whole model before TensorFlow sees them."""
+def _check_container(path: str, safe_mode: bool = True) -> None:
+    """Reject files that cannot hold a whole model before TensorFlow sees them.
+
+    Also a FIFO or device, a file too large, and (unless ``safe_mode`` is False) an ``.h5``
+    model holding Python code (:func:`keras_ternary.modelfile.check_model_file`).
+    """
+    from keras_ternary.modelfile import ModelFileError, check_model_file
+
+    try:
+        check_model_file(path, safe_mode=safe_mode)
+    except ModelFileError as exc:
+        raise HwSimError(str(exc)) from None
     lower = path.lower()
     if lower.endswith(".keras"):
         if not zipfile.is_zipfile(path):
@@ -61,12 +71,6 @@ def _check_container(path: str) -> None:
 
     if not h5py.is_hdf5(path):
         raise HwSimError(f"{path}: not a valid HDF5 file (truncated or corrupt?)")
-    from keras_ternary.fileio import UnreadableFileError, probe_hdf5
-
-    try:  # a corrupt file can crash HDF5 itself: read it in a child process first
-        probe_hdf5(path)
-    except UnreadableFileError as exc:
-        raise HwSimError(str(exc)) from None
     try:
         with h5py.File(path, "r") as f:
             has_model = "model_config" in f.attrs
@@ -90,12 +94,16 @@ def _import_tf():
     return tf
 
 
-def load(path: str) -> Graph:
-    """Load a saved Keras model (``.h5``, ``.hdf5`` or ``.keras``) into the IR."""
-    _check_container(path)
+def load(path: str, safe_mode: bool = True) -> Graph:
+    """Load a saved Keras model (``.h5``, ``.hdf5`` or ``.keras``) into the IR.
+
+    ``safe_mode=False`` allows a model holding Python code (a ``Lambda`` layer), which
+    loading runs; by default such a model is refused.
+    """
+    _check_container(path, safe_mode)
     tf = _import_tf()
     try:
-        model = tf.keras.models.load_model(path, compile=False)
+        model = tf.keras.models.load_model(path, compile=False, safe_mode=safe_mode)
     except Exception as exc:
         raise HwSimError(f"{path}: cannot load Keras model ({_first_line(exc)})") from None
     return from_keras_model(model, source=path)

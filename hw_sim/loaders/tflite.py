@@ -516,10 +516,17 @@ class _Builder:
             raise HwSimError(f"{r.path}: TFLite operator {kind} cannot be represented in the IR")
 
 
-def load(path: str) -> Graph:
-    """Load a .tflite file (ideally exported by keras_ternary.export) into the IR."""
-    with open(path, "rb") as f:
-        buf = f.read()
+def load(path: str, safe_mode: bool = True) -> Graph:
+    """Load a .tflite file (ideally exported by keras_ternary.export) into the IR.
+
+    ``safe_mode`` is accepted for the loader interface; a .tflite file holds no Python code.
+    """
+    from keras_ternary.fileio import read_input_file
+
+    try:  # a regular file of at most 2 GiB: a FIFO or /dev/zero must not hang or exhaust memory
+        buf = read_input_file(path, "tflite", "model file")
+    except OSError as exc:
+        raise HwSimError(str(exc)) from None
     reader = _Reader(buf, path)
     meta = reader.metadata()
     b = _Builder(reader, meta)

@@ -60,6 +60,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--coding", default="ans", choices=("ans", "2bit"), help="packed: entropy (ans) or 2-bit"
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="allow MODEL to hold Python code (a Lambda layer), which loading runs; by default "
+        "such a model is refused (Keras' safe_mode, applied to .h5 too)",
+    )
     p.set_defaults(func=run)
     return p
 
@@ -71,8 +77,12 @@ def load_representative(spec: str, input_shape: tuple[int, ...]):
     from keras_ternary.export.fold import ExportError
 
     if spec.endswith(".npy"):
-        if not os.path.isfile(spec):
-            raise ExportError(f"representative file not found: {spec}")
+        from keras_ternary.fileio import check_input_file
+
+        try:
+            check_input_file(spec, "array", "representative file")
+        except OSError as exc:
+            raise ExportError(str(exc)) from None
         try:
             x = np.asarray(np.load(spec, allow_pickle=False), np.float32)
         except Exception as exc:  # noqa: BLE001 - numpy's parser raises many types (tokenize, ast)
@@ -110,21 +120,23 @@ def load_representative(spec: str, input_shape: tuple[int, ...]):
     return x
 
 
-def _load_model(path: str):
-    import tensorflow as tf
-
-    import keras_ternary  # noqa: F401  (custom objects)
+def _load_model(path: str, safe_mode: bool = True):
     from keras_ternary.export.fold import ExportError
-    from keras_ternary.fileio import UnreadableFileError, probe_hdf5
+    from keras_ternary.modelfile import (
+        ModelFileError,
+        UnsafeModelError,
+        load_model,
+    )
 
-    if not os.path.exists(path):
-        raise ExportError(f"model file not found: {path}")
-    try:  # a corrupt file can crash HDF5 itself: read it in a child process first
-        probe_hdf5(path)
-    except UnreadableFileError as exc:
-        raise ExportError(f"cannot load model {exc}") from None
-    try:
-        return tf.keras.models.load_model(path, compile=False)
+    try:  # regular file, bounded size, no code unless allowed, HDF5 probed in a child first
+        return load_model(path, safe_mode=safe_mode)
+    except UnsafeModelError as exc:
+        raise ExportError(str(exc)) from None
+    except ModelFileError as exc:  # "model file X is not a regular file", "X: HDF5 crashed"
+        text = str(exc)
+        raise ExportError(
+            text if text.startswith("model file") else f"cannot load model {text}"
+        ) from None
     except Exception as exc:  # Keras raises many types for unreadable files
         if _weights_only(path):
             raise ExportError(
@@ -154,7 +166,7 @@ def _export(args) -> dict:
     from keras_ternary.export.packed import pack
     from keras_ternary.export.tflite import QUANTIZED_MODES, to_tflite
 
-    model = _load_model(args.model)
+    model = _load_model(args.model, safe_mode=not getattr(args, "unsafe_load", False))
     if args.to == "packed":
         report = pack(model, args.out, coding=args.coding)
         if not args.json:
@@ -189,8 +201,18 @@ def run(args) -> int:
     if args.io is not None and args.mode != "int8":
         print("error: --io applies to --mode int8 only", file=sys.stderr)
         return 2
-    if not os.path.exists(args.model):  # before TensorFlow is imported
+    if not os.path.lexists(args.model):  # before TensorFlow is imported
         print(f"error: model file not found: {args.model}", file=sys.stderr)
+        return 2
+    from keras_ternary.fileio import check_not_input
+
+    inputs = {"the model": args.model}
+    if args.representative.endswith(".npy"):
+        inputs["the --representative file"] = args.representative
+    try:
+        check_not_input(args.out, inputs)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     from keras_ternary.export.fold import ExportError
     from keras_ternary.export.packed import PackedFormatError
