@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from keras_ternary import cli as kcli
 from keras_ternary import data as kdata
-from keras_ternary import training
+from keras_ternary import rundir, training
 from keras_ternary.config import load_config
 from tests.helpers import tiny_ternary_model
 
@@ -291,6 +291,186 @@ CLI_CASES: tuple[CliCase, ...] = (
         "train --resume {ws}/runs/history_garbage",
         ["history.csv"],
     ),
+    # --- train: bounded input (issue #19) ----------------------------------------------------
+    _c(
+        "train-config-empty",
+        "train",
+        "config file is empty",
+        "train --config {ws}/cfg/empty.yaml --out {ws}/o",
+        ["empty.yaml is empty"],
+        forbid=("CIFAR-10",),
+    ),
+    _c(
+        "train-config-alias-bomb",
+        "train",
+        "YAML alias bomb (a few hundred bytes expanding to 10⁹ values)",
+        "train --config {ws}/cfg/bomb.yaml --out {ws}/o",
+        ["bomb.yaml", "YAML aliases"],
+    ),
+    _c(
+        "train-config-huge",
+        "train",
+        "config file larger than 1 MB",
+        "train --config {ws}/cfg/huge.yaml --out {ws}/o",
+        ["huge.yaml is too large"],
+    ),
+    _c(
+        "train-config-fifo",
+        "train",
+        "config path is a FIFO (would block)",
+        "train --config {ws}/fifo.yaml --out {ws}/o",
+        ["not a regular file"],
+    ),
+    _c(
+        "train-config-symlink-loop",
+        "train",
+        "config path is a symbolic link loop",
+        "train --config {ws}/loop_a --out {ws}/o",
+        ["symbolic link loop"],
+        forbid=("not found",),
+    ),
+    _c(
+        "train-blocks-huge",
+        "train",
+        "--set model.blocks_per_stage=1000000000000",
+        f"train {_TINY} --set model.blocks_per_stage=1000000000000",
+        ["invalid value for model.blocks_per_stage", "<= 100"],
+    ),
+    _c(
+        "train-epochs-huge",
+        "train",
+        "--set epochs=1.0e+300",
+        f"train {_TINY} --set epochs=1.0e+300",
+        ["invalid value for epochs", "<= 1000000"],
+    ),
+    _c(
+        "train-seed-2-32",
+        "train",
+        "--seed 4294967296 (seeds are 32-bit)",
+        f"train {_TINY} --seed 4294967296",
+        ["invalid value for seed", "<= 4294967295"],
+    ),
+    _c(
+        "train-long-value",
+        "train",
+        "a 5000-character value",
+        f"train {_TINY} --set model.quantizer=[{'1,' * 2500}1]",
+        ["model.quantizer", "list of 2501 items"],
+        forbid=("1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1",),
+    ),
+    _c(
+        "train-name-dotdot",
+        "train",
+        "--name .. (a run outside runs/)",
+        f"train {_TINY} --name ..",
+        ["invalid value for name", "not a plain file name"],
+    ),
+    _c(
+        "train-name-nul",
+        "train",
+        "a NUL byte in --name",
+        f"train {_TINY} --name a\x00b",
+        ["invalid value for name"],
+    ),
+    _c(
+        "train-out-nul",
+        "train",
+        "a NUL byte in --out",
+        f"train {_TINY} --out {{ws}}/a\x00b",
+        ["invalid value for out_dir", "NUL"],
+    ),
+    # --- train: resume integrity, lock, safe loading (issue #19) -----------------------------
+    _c(
+        "train-resume-no-last",
+        "train",
+        "--resume, history.csv present but checkpoints/last.h5 missing",
+        "train --resume {ws}/runs/no_last",
+        ["holds results (history.csv)", "no checkpoints/last.h5", "--force-new"],
+    ),
+    _c(
+        "train-new-over-results",
+        "train",
+        "plain train into a run whose last.h5 is missing (would restart it)",
+        f"train {_TINY} --out {{ws}}/runs/no_last",
+        ["no checkpoints/last.h5", "nothing was changed", "--force-new"],
+    ),
+    _c(
+        "train-resume-seed-edited",
+        "train",
+        "--resume after seed was edited in config.yaml",
+        "train --resume {ws}/runs/seed_edited",
+        ["config.yaml differs", "seed 0 vs 1", "--force-new"],
+    ),
+    _c(
+        "train-resume-delta-edited",
+        "train",
+        "--resume after delta0 was edited in config.yaml (run of an older version)",
+        "train --resume {ws}/runs/delta_edited",
+        ["history.csv epoch 1 has delta", "config edited?"],
+    ),
+    _c(
+        "train-resume-width-edited",
+        "train",
+        "--resume after inflation was edited in config.yaml (checkpoint of another width)",
+        "train --resume {ws}/runs/width_edited",
+        ["checkpoint's model does not match", "model.inflation 1 vs 2"],
+    ),
+    _c(
+        "train-resume-ckpt-binary",
+        "train",
+        "--resume of a binary checkpoint under a ternary config",
+        "train --resume {ws}/runs/ckpt_binary",
+        ["model.quantizer 'binary' vs 'ternary'"],
+    ),
+    _c(
+        "train-resume-history-gap",
+        "train",
+        "--resume, history.csv epochs 1, 3",
+        "train --resume {ws}/runs/history_gap",
+        ["rows are missing or repeated"],
+    ),
+    _c(
+        "train-resume-history-short",
+        "train",
+        "--resume, history.csv has fewer rows than the checkpoint's epochs",
+        "train --resume {ws}/runs/history_short",
+        ["has 0 epoch(s)", "after epoch 1"],
+    ),
+    _c(
+        "train-resume-history-cut",
+        "train",
+        "--resume, the last history row is cut short",
+        "train --resume {ws}/runs/history_cut",
+        ["row of epoch 1 is incomplete"],
+    ),
+    _c(
+        "train-resume-history-dir",
+        "train",
+        "--resume, history.csv is a directory",
+        "train --resume {ws}/runs/history_dir",
+        ["history.csv is a directory"],
+    ),
+    _c(
+        "train-resume-lambda",
+        "train",
+        "--resume, last.h5 holds a Lambda layer (code)",
+        "train --resume {ws}/runs/ckpt_lambda",
+        ["holds Python code (Lambda layer", "--unsafe-load"],
+    ),
+    _c(
+        "train-resume-locked",
+        "train",
+        "--resume of a run another process is writing (holds its lock)",
+        "train --resume {ws}/runs/locked",
+        ["in use by process", "wait for it to end"],
+    ),
+    _c(
+        "train-resume-newer-format",
+        "train",
+        "--resume of a run directory of a newer format version",
+        "train --resume {ws}/runs/newer_format",
+        ["newer keras-ternary"],
+    ),
     # --- train: data -------------------------------------------------------------------------
     _c(
         "train-data-missing",
@@ -365,6 +545,27 @@ CLI_CASES: tuple[CliCase, ...] = (
         ["CIFAR-10 was not found"],
         status=1,
     ),
+    _c(
+        "sweep-name-dotdot",
+        "sweep",
+        "sweep: ../x (runs outside --out-root)",
+        "sweep {ws}/cfg/sweep_dotdot.yaml --out-root {ws}/sweeps",
+        ["sweep name '../x' is not a plain file name"],
+    ),
+    _c(
+        "sweep-name-absolute",
+        "sweep",
+        "sweep: /tmp/x (an absolute path)",
+        "sweep {ws}/cfg/sweep_abs.yaml --out-root {ws}/sweeps",
+        ["sweep name '/tmp/x' is not a plain file name"],
+    ),
+    _c(
+        "sweep-run-name-dot",
+        "sweep",
+        "a run named . (nested in another run)",
+        "sweep {ws}/cfg/sweep_dot_run.yaml --out-root {ws}/sweeps",
+        ["run .:", "not a plain file name"],
+    ),
     # --- report -------------------------------------------------------------------------------
     _c(
         "report-missing",
@@ -401,6 +602,42 @@ CLI_CASES: tuple[CliCase, ...] = (
         "report {ws}/reports/ok --out {ws}/afile",
         ["{ws}/afile"],
     ),
+    _c(
+        "report-summary-list",
+        "report",
+        "a run's summary.json holds a list",
+        "report {ws}/reports/summary_list --out {ws}/rep",
+        ["summary.json does not hold a JSON object"],
+    ),
+    _c(
+        "report-summary-corrupt",
+        "report",
+        "a run's summary.json is corrupt",
+        "report {ws}/reports/summary_corrupt --out {ws}/rep",
+        ["summary.json is unreadable or corrupt"],
+        forbid=("no finished run",),
+    ),
+    _c(
+        "report-history-dir",
+        "report",
+        "a run's history.csv is a directory",
+        "report {ws}/reports/history_dir --out {ws}/rep",
+        ["history.csv is a directory"],
+    ),
+    _c(
+        "report-out-is-root",
+        "report",
+        "--out is the runs directory itself",
+        "report {ws}/reports/ok --out {ws}/reports/ok",
+        ["would destroy the input"],
+    ),
+    _c(
+        "report-root-loop",
+        "report",
+        "runs directory is a symbolic link loop",
+        "report {ws}/loop_a --out {ws}/rep",
+        ["symbolic link loop"],
+    ),
     # --- quickstart --------------------------------------------------------------------------
     _c(
         "quickstart-out-file",
@@ -422,6 +659,20 @@ CLI_CASES: tuple[CliCase, ...] = (
         "--epochs 0",
         "quickstart --epochs 0",
         ["expected a positive integer"],
+    ),
+    _c(
+        "quickstart-out-project",
+        "quickstart",
+        "--out is a project folder holding a config.yaml (was deleted by rmtree)",
+        "quickstart --out {ws}/project",
+        ["is not empty and is not a run directory", "nothing in it is touched"],
+    ),
+    _c(
+        "quickstart-out-other-run",
+        "quickstart",
+        "--out holds a run that quickstart did not create",
+        "quickstart --out {ws}/runs/ok",
+        ["quickstart did not create", "left alone"],
     ),
     # --- export -------------------------------------------------------------------------------
     _c(
@@ -520,6 +771,55 @@ CLI_CASES: tuple[CliCase, ...] = (
         "export {ws}/m/ternary.h5 --to tflite --out {ws}/x.tflite --representative "
         "{ws}/m/wrong_shape.npy",
         ["representative data has shape"],
+    ),
+    _c(
+        "export-out-is-input",
+        "export",
+        "--out is the model itself",
+        "export {ws}/m/ternary.h5 --to packed --out {ws}/m/ternary.h5",
+        ["--out {ws}/m/ternary.h5 is the model", "would destroy the input"],
+    ),
+    _c(
+        "export-out-link-to-input",
+        "export",
+        "--out is a symbolic link to the model",
+        "export {ws}/m/ternary.h5 --to packed --out {ws}/m/link.h5",
+        ["is the model", "would destroy the input"],
+    ),
+    _c(
+        "export-fifo",
+        "export",
+        "model path is a FIFO (would block)",
+        "export {ws}/fifo.h5 --to packed --out {ws}/x.tkp",
+        ["not a regular file"],
+    ),
+    _c(
+        "export-dev-zero",
+        "export",
+        "/dev/zero named .keras (endless)",
+        "export {ws}/m/zero.keras --to packed --out {ws}/x.tkp",
+        ["not a regular file"],
+    ),
+    _c(
+        "export-symlink-loop",
+        "export",
+        "model path is a symbolic link loop",
+        "export {ws}/loop_a --to packed --out {ws}/x.tkp",
+        ["symbolic link loop"],
+    ),
+    _c(
+        "export-lambda",
+        "export",
+        ".h5 model with a Lambda layer (code), no --unsafe-load",
+        "export {ws}/m/lambda.h5 --to packed --out {ws}/x.tkp",
+        ["holds Python code (Lambda layer 'evil')", "--unsafe-load"],
+    ),
+    _c(
+        "export-representative-fifo",
+        "export",
+        "--representative .npy is a FIFO",
+        "export {ws}/m/ternary.h5 --to tflite --out {ws}/x.tflite --representative {ws}/fifo.npy",
+        ["not a regular file"],
     ),
     # --- hw_sim.profile ---------------------------------------------------------------------
     _c(
@@ -650,6 +950,69 @@ CLI_CASES: tuple[CliCase, ...] = (
         "{ws}/m/ternary.h5 --format xml",
         ["invalid choice: 'xml'"],
     ),
+    _c(
+        "hw-out-is-input",
+        "hw_sim.profile",
+        "--out is the model itself",
+        "{ws}/m/ternary.h5 --out {ws}/m/ternary.h5",
+        ["is the model", "would destroy the input"],
+    ),
+    _c(
+        "hw-fifo-h5",
+        "hw_sim.profile",
+        "model path is a FIFO named .h5",
+        "{ws}/fifo.h5",
+        ["not a regular file"],
+    ),
+    _c(
+        "hw-fifo-tflite",
+        "hw_sim.profile",
+        "model path is a FIFO named .tflite",
+        "{ws}/fifo.tflite",
+        ["not a regular file"],
+    ),
+    _c(
+        "hw-dev-zero-keras",
+        "hw_sim.profile",
+        "/dev/zero named .keras",
+        "{ws}/m/zero.keras",
+        ["not a regular file"],
+    ),
+    _c(
+        "hw-dev-zero-tflite",
+        "hw_sim.profile",
+        "/dev/zero named .tflite",
+        "{ws}/m/zero.tflite",
+        ["not a regular file"],
+    ),
+    _c(
+        "hw-inputs-fifo",
+        "hw_sim.profile",
+        "--inputs is a FIFO",
+        "{ws}/m/ternary.h5 --emulate 2 --inputs {ws}/fifo.npz",
+        ["--inputs file", "not a regular file"],
+    ),
+    _c(
+        "hw-tech-fifo",
+        "hw_sim.profile",
+        "--tech is a FIFO",
+        "{ws}/m/ternary.h5 --tech {ws}/fifo.yaml",
+        ["technology file", "not a regular file"],
+    ),
+    _c(
+        "hw-tech-alias-bomb",
+        "hw_sim.profile",
+        "--tech YAML alias bomb",
+        "{ws}/m/ternary.h5 --tech {ws}/cfg/bomb.yaml",
+        ["technology file", "YAML aliases"],
+    ),
+    _c(
+        "hw-lambda",
+        "hw_sim.profile",
+        ".h5 model with a Lambda layer (code), no --unsafe-load",
+        "{ws}/m/lambda.h5",
+        ["holds Python code (Lambda layer 'evil')", "--unsafe-load"],
+    ),
 )
 
 
@@ -680,11 +1043,23 @@ def write_cifar_dir(folder: Path, n_per_file: int = 8, seed: int = 0) -> kdata.A
     return d
 
 
+def lambda_model(path: Path) -> None:
+    """Save an .h5 model with a Lambda layer named ``evil`` (code run on load) at ``path``."""
+    inputs = tf.keras.Input((8, 8, 3))
+    x = tf.keras.layers.Lambda(lambda t: t * 2.0, name="evil")(inputs)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    tf.keras.Model(inputs, tf.keras.layers.Dense(4)(x)).save(path)
+
+
 def _float_model() -> tf.keras.Model:
     inputs = tf.keras.Input((8, 8, 3))
     x = tf.keras.layers.Conv2D(4, 3)(inputs)
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
     return tf.keras.Model(inputs, tf.keras.layers.Dense(4)(x))
+
+
+#: Lock file descriptors held for the module's tests (the "other process" of a locked run).
+_HELD_FDS: list[int] = []
 
 
 def _make_run_dirs(ws: Path) -> None:
@@ -730,11 +1105,72 @@ def _make_run_dirs(ws: Path) -> None:
     variant("state_garbage", garbage_state)
     variant("history_garbage", lambda d: (d / "history.csv").write_text("abc\n1\n"))
 
+    # issue #19: what a resume must refuse before touching anything
+    history = (base / training.HISTORY_FILE).read_text()
+    header, first = history.splitlines()[:2]
+    variant("no_last", lambda d: (d / last).unlink())
+
+    def edit_config(old: str, new: str) -> Callable[[Path], None]:
+        def mutate(d: Path) -> None:
+            text = (d / training.CONFIG_FILE).read_text()
+            assert old in text, (old, text)
+            (d / training.CONFIG_FILE).write_text(text.replace(old, new, 1))
+
+        return mutate
+
+    def seed_edited(d: Path) -> None:
+        stored = training.load_run_config(d)
+        training.atomic_save_model(
+            model, d / last, True, state=state | {"config": training._comparable(stored)}
+        )
+        edit_config("seed: 0", "seed: 1")(d)
+
+    variant("seed_edited", seed_edited)
+    variant("delta_edited", edit_config("delta0: 0.1", "delta0: 0.05"))
+    variant("width_edited", edit_config("inflation: 1", "inflation: 2"))
+
+    def binary_ckpt(d: Path) -> None:
+        binary_config = load_config(ws / "tiny.yaml", ["model.quantizer=binary"])
+        binary = training.build_model(binary_config, data)
+        training.atomic_save_model(binary, d / last, True, state=state)
+
+    variant("ckpt_binary", binary_ckpt)
+    variant("ckpt_lambda", lambda d: shutil.copy(ws / "m" / "lambda.h5", d / last))
+    variant("history_gap", lambda d: (d / "history.csv").write_text(
+        f"{header}\n{first}\n3{first[1:]}\n"
+    ))  # fmt: skip
+    variant("history_short", lambda d: (d / "history.csv").write_text(header + "\n"))
+    variant("history_cut", lambda d: (d / "history.csv").write_text(
+        header + "\n" + first[: first.index(",", 4)] + "\n"
+    ))  # fmt: skip
+
+    def history_dir(d: Path) -> None:
+        (d / "history.csv").unlink()
+        (d / "history.csv").mkdir()
+
+    variant("history_dir", history_dir)
+
+    def locked(d: Path) -> None:  # another process's lock: an open file description of ours
+        import fcntl
+
+        fd = os.open(d / rundir.LOCK_FILE, os.O_RDWR | os.O_CREAT)
+        os.write(fd, b"4242\n")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _HELD_FDS.append(fd)
+
+    variant("locked", locked)
+    variant("newer_format", lambda d: (d / rundir.MARKER_FILE).write_text(
+        json.dumps({"format": rundir.FORMAT_NAME, "version": 99})
+    ))  # fmt: skip
+
     # finished-looking runs for `report`
     for name, mutate in (
         ("ok", lambda d: None),
         ("history_garbage", lambda d: (d / "history.csv").write_text("epoch,loss\n1,x\n")),
         ("config_binary", lambda d: (d / "config.yaml").write_bytes(b"\xff\xfe\x00")),
+        ("summary_list", lambda d: (d / "summary.json").write_text("[1, 2]")),
+        ("summary_corrupt", lambda d: (d / "summary.json").write_text('{"best_val_acc')),
+        ("history_dir", history_dir),
     ):
         target = ws / "reports" / name / name
         shutil.copytree(base, target)
@@ -765,6 +1201,27 @@ def ws(tmp_path_factory) -> Path:
     for name, content in files.items():
         (cfg / name).write_bytes(content)
     (ws / "afile").write_text("a regular file\n")
+    (cfg / "empty.yaml").write_bytes(b"")
+    (cfg / "huge.yaml").write_text("snapshot_epochs: [" + "1, " * 400_000 + "1]\n")
+    bomb = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for i, name in enumerate("bcdefgh"):
+        prev = "abcdefgh"[i]
+        bomb.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    (cfg / "bomb.yaml").write_text("\n".join(bomb) + "\nname: *h\n")
+    for name, text in (
+        ("sweep_dotdot.yaml", "sweep: ../x\nbase: ../tiny.yaml\n"),
+        ("sweep_abs.yaml", "sweep: /tmp/x\nbase: ../tiny.yaml\n"),
+        ("sweep_dot_run.yaml", "base: ../tiny.yaml\nruns: [{name: .}]\n"),
+    ):
+        (cfg / name).write_text(text)
+    for name in ("fifo.h5", "fifo.yaml", "fifo.tflite", "fifo.npz", "fifo.npy"):
+        os.mkfifo(ws / name)
+    os.symlink(ws / "loop_b", ws / "loop_a")
+    os.symlink(ws / "loop_a", ws / "loop_b")
+    project = ws / "project"  # `quickstart --out .` in a project folder deleted it (#19)
+    (project / "src").mkdir(parents=True)
+    (project / "README.md").write_text("my project\n")
+    (project / "src" / "main.py").write_text("print('hello')\n")
     (ws / "notrun").mkdir()
     (ws / "notrun" / "keep.txt").write_text("user data\n")
 
@@ -794,9 +1251,14 @@ def ws(tmp_path_factory) -> Path:
     with zipfile.ZipFile(m / "noconfig.keras", "w") as archive:
         archive.writestr("metadata.json", "{}")
     (m / "corrupt.npy").write_bytes(b"\x93NUMPY garbage")
+    os.symlink(m / "ternary.h5", m / "link.h5")
+    os.symlink("/dev/zero", m / "zero.keras")
+    os.symlink("/dev/zero", m / "zero.tflite")
+    lambda_model(m / "lambda.h5")
     np.save(m / "wrong_shape.npy", np.zeros((2, 4, 4, 3), np.float32))
 
     _make_run_dirs(ws)
+    (ws / "project" / "config.yaml").write_text((ws / "tiny.yaml").read_text())
     tf.keras.backend.clear_session()
     return ws
 
