@@ -217,6 +217,7 @@ def _check_run_dir(config: TrainConfig, resume: bool, force_new: bool = False) -
         return "new"
     rundir.read_marker(run_dir)  # a newer format is refused
     rundir.check_unlocked(run_dir)
+    _check_writable(run_dir)
     status = run_status(run_dir)
     if force_new:
         return "new"
@@ -326,7 +327,6 @@ def _open_run_dir(
     try:
         if _check_run_dir(config, resume, force_new) != status:
             raise RunError(f"{run_dir} changed while the data was loading (another process?)")
-        _check_writable(run_dir)
         if force_new and replace:
             rundir.remove_own_files(run_dir)
         elif force_new and rundir.own_files(run_dir):

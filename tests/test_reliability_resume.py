@@ -27,7 +27,7 @@ import h5py
 import pytest
 import yaml
 
-from keras_ternary import training
+from keras_ternary import rundir, training
 from tests.test_reliability_cli import write_cifar_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +107,8 @@ def check_run_dir(run_dir: Path) -> dict:
         return info
     for path in sorted(run_dir.rglob("*")):
         rel = path.relative_to(run_dir).as_posix()
+        if rel in (rundir.MARKER_FILE, rundir.LOCK_FILE):
+            continue
         if path.name.startswith("."):
             info["temp"].append(rel)
             continue
