@@ -80,7 +80,30 @@ LIMITS = """\
   `history.csv` and `checkpoints/last.h5` replaced atomically, and `train --resume RUN_DIR`
   continues after the last checkpointed epoch with the same Δ, learning rate and data order
   (`tests/test_reliability_resume.py`). A kill during a save can leave a hidden temporary file
-  (`.last.XXXX.h5`) next to the checkpoint; it is never read and can be deleted.
+  (`.last.XXXX.h5`) next to the checkpoint; it is never read, and the next `train --resume`
+  deletes it while holding the run's lock (so never a live process's file).
+* **Run directories** carry a marker, `.keras_ternary_run` (JSON: format name and version, the
+  command that created it). A non-empty directory without it (and without the files of a run of
+  an older version: `config.yaml` next to `checkpoints/last.h5`, `history.csv` or
+  `summary.json`) is refused as `--out`; in a run directory only the run's own files
+  (`keras_ternary.rundir.OWN_FILES`) are replaced, moved (`--force-new`: into
+  `replaced-YYYYMMDD-HHMMSS/`) or, by `quickstart` over its own earlier run, deleted.
+* **One writer per run directory.** `train`, `sweep` and `quickstart` hold an advisory lock
+  (`fcntl.flock` on `.keras_ternary_run.lock`, which records the pid) for as long as they
+  write; the kernel releases it when the process ends, even by a crash. The lock is advisory
+  and local: it does not protect against other programs, and may not work on some network
+  file systems.
+* **Safe loading.** `Lambda` layers store Python byte code that Keras runs when it loads the
+  model. Keras' `safe_mode` refuses them in `.keras` files only; `export`, `hw_sim.profile`,
+  `train --resume` (and `keras_ternary.modelfile.load_model`) also inspect the `model_config`
+  of `.h5` files before deserializing and refuse such a model unless `--unsafe-load`
+  (`safe_mode=False`) is given.
+* **Input sizes.** Inputs must be regular files (FIFOs and devices are refused without being
+  opened) of at most: configs and technology files 1 MB (YAML: at most 100 aliases and 100,000
+  values after expanding them), JSON 64 MB, `history.csv` 64 MB, models 4 GB, `.tflite` 2 GB,
+  `.npy`/`.npz` 4 GB (`keras_ternary.fileio.SIZE_LIMITS`); architecture and schedule sizes are
+  bounded too (`keras_ternary.config.LIMITS`: e.g. `model.blocks_per_stage` <= 100, `epochs`
+  <= 1,000,000, `seed` < 2³²).
 """
 
 

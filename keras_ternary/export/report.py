@@ -91,14 +91,11 @@ def evaluate_model(
 
     ``int16x8`` also exports and measures the int16x8 .tflite (reference kernels: slow).
     """
-    import tensorflow as tf
-
-    import keras_ternary  # noqa: F401  (custom objects)
-    from keras_ternary.fileio import probe_hdf5
+    from keras_ternary.modelfile import load_model
     from keras_ternary.stats import ternary_stats
 
-    probe_hdf5(model_path)  # a corrupt file must not crash this process (docs/errors.md)
-    model = tf.keras.models.load_model(model_path, compile=False)
+    # a corrupt file must not crash this process, a Lambda layer not run (docs/errors.md)
+    model = load_model(model_path)
     base = os.path.join(out_dir, label)
     fl = to_tflite(model, base + ".float32.tflite", "float")
     i8 = to_tflite(model, base + ".int8.tflite", "int8", x_calib)
