@@ -23,20 +23,9 @@ import pytest
 from keras_ternary import cli, fileio, modelfile, rundir, training
 from tests.test_reliability_cli import ROOT, lambda_model, snapshot
 
-TINY = [
-    "--set",
-    "data.train_size=20",
-    "--set",
-    "data.test_size=10",
-    "--set",
-    "model.blocks_per_stage=1",
-    "--set",
-    "batch_size=10",
-    "--set",
-    "tensorboard=false",
-    "--verbose",
-    "0",
-]
+_TINY_KEYS = ("data.train_size=20", "data.test_size=10", "model.blocks_per_stage=1",
+              "batch_size=10", "tensorboard=false")  # fmt: skip
+TINY = [arg for key in _TINY_KEYS for arg in ("--set", key)] + ["--verbose", "0"]
 
 
 def _train(out: Path, *extra: str) -> list[str]:

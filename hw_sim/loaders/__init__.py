@@ -16,6 +16,7 @@ stays cheap. :func:`register_loader` adds a loader at run time (e.g. from a plug
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import pkgutil
 from collections.abc import Callable
@@ -64,6 +65,15 @@ def supported_suffixes() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _call_loader(load: LoaderFn, path: str, safe_mode: bool) -> Graph:
+    """``load(path, safe_mode=...)``, or ``load(path)`` for a loader without that argument."""
+    try:
+        accepts = "safe_mode" in inspect.signature(load).parameters
+    except (TypeError, ValueError):
+        accepts = False
+    return load(path, safe_mode=safe_mode) if accepts else load(path)
+
+
 def load_graph(path: str | os.PathLike, safe_mode: bool = True) -> Graph:
     """Load a model file into the IR with the loader registered for its suffix.
 
@@ -78,7 +88,7 @@ def load_graph(path: str | os.PathLike, safe_mode: bool = True) -> Graph:
     lower = path.lower()
     for suffix in sorted(_REGISTRY, key=len, reverse=True):
         if lower.endswith(suffix):
-            return _REGISTRY[suffix](path, safe_mode=safe_mode)
+            return _call_loader(_REGISTRY[suffix], path, safe_mode)
     hint = f" (loaders that failed to import: {_BROKEN})" if _BROKEN else ""
     raise HwSimError(
         f"no loader for {os.path.basename(path)!r}: supported suffixes are "
