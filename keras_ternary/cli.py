@@ -123,6 +123,13 @@ _TRAIN_SHORTCUTS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
     ("--delta0", "ternary.delta0", float, "initial threshold Δ0 (> 0)"),
     ("--multiplier", "ternary.multiplier", float, "growth multiplier M of Eq. 7 (>= 0)"),
     ("--delta-max", "ternary.delta_max", float, "cap Δf of Eq. 7 (Δ0 < Δf < 1)"),
+    (
+        "--saturate-epoch",
+        "ternary.saturate_epoch",
+        int,
+        "1-based epoch in which Δ reaches Δf: rescales the regime's time axis (pick one "
+        "before the first learning-rate drop)",
+    ),
     ("--inflation", "model.inflation", int, "ResNet-20* width multiplier k (paper: 5)"),
     ("--epochs", "epochs", int, "number of epochs of this run (paper: 500)"),
     (
