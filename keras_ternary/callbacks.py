@@ -80,6 +80,11 @@ class DeltaGrowth(tf.keras.callbacks.Callback):
     see these values. The Keras progress bar runs first and does not show them; use
     ``verbose=1`` for a line per epoch.
 
+    It warns (``UserWarning``) at most once per ``fit`` when Δ rises in an epoch whose
+    learning rate (from a schedule, ``LearningRateScheduler`` or ``ReduceLROnPlateau``) is
+    below the first epoch's, and at the end of an epoch in which layers' ternarized kernels
+    became entirely zero, naming them (once per layer and ``fit``).
+
     Args:
         regime: ``"fixed"``, ``"linear"``, ``"square"``, ``"exp"``, ``"log"`` or a callable f.
         delta0: Δ0 > 0.
@@ -230,19 +235,25 @@ class DeltaGrowth(tf.keras.callbacks.Callback):
         )
 
     def _warn_empty_kernels(self, stats, epoch: int) -> None:
-        for layer in stats.layers:
-            if layer.n_weights and layer.n_zero == layer.n_weights:
-                if layer.name in self._warned_layers:
-                    continue
-                self._warned_layers.add(layer.name)
-                warnings.warn(
-                    f"DeltaGrowth: every ternarized weight of layer {layer.name!r} is 0 at the "
-                    f"end of epoch {epoch + 1} (Δ = {self.current_delta:.4g}): the layer's "
-                    "output no longer depends on its input and the network may not recover. "
-                    "Use a smaller delta_max or multiplier, or saturate later.",
-                    UserWarning,
-                    stacklevel=2,
-                )
+        empty = [
+            layer.name
+            for layer in stats.layers
+            if layer.n_weights and layer.n_zero == layer.n_weights
+            and layer.name not in self._warned_layers
+        ]
+        if not empty:
+            return
+        self._warned_layers.update(empty)
+        names = ", ".join(repr(name) for name in empty)
+        warnings.warn(
+            f"DeltaGrowth: every ternarized weight of {len(empty)} of {len(stats.layers)} "
+            f"quantized layers is 0 at the end of epoch {epoch + 1} (Δ = "
+            f"{self.current_delta:.4g}): {names}. Their outputs no longer depend on their "
+            "inputs and the network may not recover: use a smaller delta_max or multiplier, "
+            "or saturate later.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         stats = ternary_stats(self.model, kinds=("ternary",), histogram=False)

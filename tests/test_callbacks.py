@@ -195,7 +195,8 @@ def test_warns_once_per_layer_whose_kernel_is_all_zero():
         warnings.simplefilter("always")
         _fit(model, [DeltaGrowth("fixed", 0.1, 0.0, 0.9)], epochs=3, learning_rate=1e-6)
     found = [str(w.message) for w in caught if "every ternarized weight" in str(w.message)]
-    assert len(found) == 1 and "'conv'" in found[0] and "epoch 1" in found[0]
+    assert len(found) == 1 and "epoch 1" in found[0] and "1 of 2 quantized layers" in found[0]
+    assert "'conv'" in found[0] and "'fc'" not in found[0]
 
 
 def test_get_config_round_trip_with_saturate_epoch():
