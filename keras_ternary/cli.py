@@ -272,7 +272,7 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
         default="runs/quickstart",
         help="run directory (default: runs/quickstart); an existing finished one is replaced",
     )
-    parser.add_argument("--epochs", type=_positive_int, help="epochs (default 6)")
+    parser.add_argument("--epochs", type=_positive_int, help="epochs (default 9)")
     parser.add_argument(
         "--set",
         action="append",
@@ -304,17 +304,22 @@ def _run_quickstart(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and (out / CONFIG_FILE).is_file():
         shutil.rmtree(out)  # quickstart always starts afresh in its own run directory
+    t = config.ternary
+    saturates = f", reached in epoch {t.saturate_epoch}" if t.saturate_epoch else ""
     print(
-        "keras-ternary quick start: ResNet-20 (k = 1) with ternary weights and the logarithmic "
-        "Δ regime\n(Δ0 = 0.1, M = 1.9, Δf = 0.9) on SHAPES-10, a small generated data set "
+        f"keras-ternary quick start: ResNet-20 (k = {config.model.inflation}) with ternary "
+        f"weights and the {t.regime} Δ regime\n(Δ0 = {t.delta0:g}, M = {t.multiplier:g}, "
+        f"Δf = {t.delta_max:g}{saturates}) on SHAPES-10, a small generated data set "
         "(not CIFAR-10), offline on the CPU.\n"
     )
     result = train(config, verbose=args.verbose)
     summary = result.summary or {}
     print(
-        f"\nbest test accuracy {100 * summary.get('best_val_accuracy', 0):.1f}% at epoch "
-        f"{summary.get('best_epoch')}, final sparsity {100 * summary.get('final_sparsity', 0):.1f}%"
-        f", entropy {summary.get('final_entropy') or 0:.3f} bits/weight\n"
+        f"\nfinal test accuracy {100 * (summary.get('final_val_accuracy') or 0):.1f}% (best "
+        f"{100 * (summary.get('best_val_accuracy') or 0):.1f}% at epoch "
+        f"{summary.get('best_epoch')}), final sparsity "
+        f"{100 * (summary.get('final_sparsity') or 0):.1f}%, entropy "
+        f"{summary.get('final_entropy') or 0:.3f} bits/weight\n"
         f"run directory: {result.run_dir} (history.csv, model.h5, ternary_stats.json, ...)"
     )
     return 0

@@ -212,3 +212,21 @@ def test_get_config_round_trip():
     cb2 = DeltaGrowth.from_config(cb.get_config())
     assert cb2.get_config() == cb.get_config()
     assert isinstance(Ternary(), Ternary)
+
+
+def test_delta_growth_guide_table_is_computed():
+    """docs/delta_growth.md's table of Δ per epoch is what DeltaGrowth computes."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "delta_growth.md").read_text()
+    for label, regime, multiplier in [
+        ("log", "log", 1.9),
+        ("linear", "linear", 1.9),
+        ("square", "square", 1.9),
+        ("exp", "exp", 1.9),
+        ("log, M = 0.5", "log", 0.5),
+        ("log, M = 5", "log", 5.0),
+    ]:
+        cb = DeltaGrowth(regime, 0.1, multiplier, 0.9, saturate_epoch=6)
+        cells = [f"{cb.time_scale:.3f}", *(f"{cb.delta_for(e):.2f}" for e in range(7))]
+        assert f"| {label} | " + " | ".join(cells) + " |" in text
