@@ -123,6 +123,13 @@ _TRAIN_SHORTCUTS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
     ("--delta0", "ternary.delta0", float, "initial threshold Δ0 (> 0)"),
     ("--multiplier", "ternary.multiplier", float, "growth multiplier M of Eq. 7 (>= 0)"),
     ("--delta-max", "ternary.delta_max", float, "cap Δf of Eq. 7 (Δ0 < Δf < 1)"),
+    (
+        "--saturate-epoch",
+        "ternary.saturate_epoch",
+        int,
+        "1-based epoch in which Δ reaches Δf: rescales the regime's time axis (pick one "
+        "before the first learning-rate drop)",
+    ),
     ("--inflation", "model.inflation", int, "ResNet-20* width multiplier k (paper: 5)"),
     ("--epochs", "epochs", int, "number of epochs of this run (paper: 500)"),
     (
@@ -284,7 +291,7 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
         help="run directory (default: runs/quickstart); a run that quickstart wrote there "
         "before is replaced (only its own files); any other non-empty directory is refused",
     )
-    parser.add_argument("--epochs", type=_positive_int, help="epochs (default 6)")
+    parser.add_argument("--epochs", type=_positive_int, help="epochs (default 9)")
     parser.add_argument(
         "--set",
         action="append",
@@ -311,9 +318,12 @@ def _run_quickstart(args: argparse.Namespace) -> int:
         overrides += [f"epochs={args.epochs}", f"paper_epochs={args.epochs}"]
     config = load_config("quickstart", [*overrides, *args.set])
     replace = _quickstart_replaces(config.run_dir)
+    t = config.ternary
+    saturates = f", reached in epoch {t.saturate_epoch}" if t.saturate_epoch else ""
     print(
-        "keras-ternary quick start: ResNet-20 (k = 1) with ternary weights and the logarithmic "
-        "Δ regime\n(Δ0 = 0.1, M = 1.9, Δf = 0.9) on SHAPES-10, a small generated data set "
+        f"keras-ternary quick start: ResNet-20 (k = {config.model.inflation}) with ternary "
+        f"weights and the {t.regime} Δ regime\n(Δ0 = {t.delta0:g}, M = {t.multiplier:g}, "
+        f"Δf = {t.delta_max:g}{saturates}) on SHAPES-10, a small generated data set "
         "(not CIFAR-10), offline on the CPU.\n"
     )
     result = train(
@@ -321,9 +331,11 @@ def _run_quickstart(args: argparse.Namespace) -> int:
     )
     summary = result.summary or {}
     print(
-        f"\nbest test accuracy {100 * summary.get('best_val_accuracy', 0):.1f}% at epoch "
-        f"{summary.get('best_epoch')}, final sparsity {100 * summary.get('final_sparsity', 0):.1f}%"
-        f", entropy {summary.get('final_entropy') or 0:.3f} bits/weight\n"
+        f"\nfinal test accuracy {100 * (summary.get('final_val_accuracy') or 0):.1f}% (best "
+        f"{100 * (summary.get('best_val_accuracy') or 0):.1f}% at epoch "
+        f"{summary.get('best_epoch')}), final sparsity "
+        f"{100 * (summary.get('final_sparsity') or 0):.1f}%, entropy "
+        f"{summary.get('final_entropy') or 0:.3f} bits/weight\n"
         f"run directory: {result.run_dir} (history.csv, model.h5, ternary_stats.json, ...)"
     )
     return 0

@@ -19,7 +19,8 @@ are the paper's recipe). ``extends: other.yaml`` merges the file onto another on
     model: {quantizer: ternary, inflation: 5, input_quantizer: null,
             quantize_first_last: true, blocks_per_stage: 2}
     ternary: {regime: log, delta0: 0.1, multiplier: 1.9, delta_max: 0.9,
-              time_scale: null}  # paper epochs per epoch for Δ only (null: as the LR)
+              time_scale: null,      # paper epochs per epoch for Δ only (null: as the LR)
+              saturate_epoch: null}  # or: the 1-based epoch in which Δ reaches delta_max
     optimizer: {name: adam, lr_values: [5e-3, 1e-3, 5e-4, 1e-4, 1e-5],
                 lr_boundaries: [101, 142, 184, 220]}
     out_dir: null             # default runs/<name>
@@ -49,7 +50,7 @@ from typing import Any
 import yaml
 
 from keras_ternary.fileio import check_input_file, nested_size_exceeds, quote
-from keras_ternary.regimes import REGIMES, validate_regime_args
+from keras_ternary.regimes import REGIMES, saturation_time_scale, validate_regime_args
 from keras_ternary.schedules import PAPER_LR_BOUNDARIES, PAPER_LR_VALUES, validate_piecewise
 
 __all__ = [
@@ -83,6 +84,7 @@ LIMITS: dict[str, int] = {
     "data.test_size": 100_000_000,
     "model.inflation": 64,  # k = 64 already has ~2.8 G weights
     "model.blocks_per_stage": 100,
+    "ternary.saturate_epoch": 1_000_000,
     "snapshot_epochs": 10_000,  # entries
     "optimizer.lr_values": 10_000,  # entries
 }
@@ -128,6 +130,7 @@ class TernaryConfig:
     multiplier: float = 1.9
     delta_max: float = 0.9
     time_scale: float | None = None
+    saturate_epoch: int | None = None
 
 
 @dataclass
@@ -165,9 +168,17 @@ class TrainConfig:
 
     @property
     def delta_time_scale(self) -> float:
-        """Paper epochs per epoch for the Δ regime: ``ternary.time_scale`` or :attr:`time_scale`."""
-        t = self.ternary.time_scale
-        return self.time_scale if t is None else float(t)
+        """Epochs of the Δ regime per epoch of this run.
+
+        From ``ternary.saturate_epoch`` (:func:`~keras_ternary.regimes.saturation_time_scale`),
+        else ``ternary.time_scale``, else :attr:`time_scale` (the learning rate's).
+        """
+        t = self.ternary
+        if t.saturate_epoch is not None:
+            return saturation_time_scale(
+                t.saturate_epoch, t.regime, t.delta0, t.multiplier, t.delta_max
+            )
+        return self.time_scale if t.time_scale is None else float(t.time_scale)
 
     @property
     def run_dir(self) -> Path:
@@ -242,6 +253,17 @@ class TrainConfig:
             except ValueError as exc:
                 raise ConfigError(f"ternary: {exc}") from None
             _check(math.isfinite(t.multiplier), "ternary.multiplier", "a finite number")
+            if t.saturate_epoch is not None:
+                _check_int(t.saturate_epoch, "ternary.saturate_epoch", 1)
+                _check(
+                    t.time_scale is None,
+                    "ternary.time_scale",
+                    "null when ternary.saturate_epoch is set (it sets the time scale)",
+                )
+                try:
+                    self.delta_time_scale  # noqa: B018 - validates saturate_epoch
+                except ValueError as exc:
+                    raise ConfigError(f"ternary.saturate_epoch: {exc}") from None
         o = self.optimizer
         _check(o.name in OPTIMIZERS, "optimizer.name", f"one of {', '.join(OPTIMIZERS)}")
         _check(

@@ -12,7 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-__all__ = ["REGIMES", "delta_at", "growth_function", "validate_regime_args"]
+__all__ = [
+    "INVERSES",
+    "REGIMES",
+    "delta_at",
+    "growth_function",
+    "saturation_time_scale",
+    "validate_regime_args",
+]
 
 #: The growth functions f of Eq. 6 evaluated in the paper (Sec. 3.2).
 REGIMES: dict[str, Callable[[float], float]] = {
@@ -20,6 +27,14 @@ REGIMES: dict[str, Callable[[float], float]] = {
     "square": lambda x: x * x,
     "exp": math.exp,
     "log": math.log,
+}
+
+#: Inverses of the growth functions on their increasing range, for :func:`saturation_time_scale`.
+INVERSES: dict[str, Callable[[float], float]] = {
+    "linear": lambda y: y,
+    "square": math.sqrt,
+    "exp": math.log,
+    "log": math.exp,
 }
 
 Regime = str | Callable[[float], float]
@@ -89,3 +104,56 @@ def delta_at(
     if math.isnan(delta):
         raise ValueError(f"regime f returned NaN at x={x}")
     return float(max(0.0, min(delta, delta_max)))
+
+
+def saturation_time_scale(
+    saturate_epoch: int,
+    regime: Regime = "log",
+    delta0: float = 0.1,
+    multiplier: float = 1.9,
+    delta_max: float = 0.9,
+) -> float:
+    """The ``time_scale`` s with which Eq. 7 reaches Δf exactly in 1-based epoch ``saturate_epoch``.
+
+    :class:`keras_ternary.DeltaGrowth` evaluates Eq. 7 at x = 1 + s·(e − 1) in the 1-based
+    epoch e. Δ reaches Δf where f(x) = (Δf/Δ0 − 1)/M, i.e. at x* = f⁻¹((Δf/Δ0 − 1)/M), so
+    s = (x* − 1)/(E − 1): Δ grows in epochs 1 … E−1, equals Δf from epoch E on, and keeps the
+    regime's shape (log, linear, …) on a rescaled time axis.
+
+    Raises:
+        ValueError: for ``"fixed"`` or a callable regime (no inverse), M = 0 (Δ never grows),
+            ``saturate_epoch`` < 2 or not an integer, or when the regime's Δ at epoch 1 is
+            already Δf (then no time axis can delay saturation: lower M or raise Δf).
+    """
+    validate_regime_args(regime, delta0, multiplier, delta_max)
+    if callable(regime) or regime == "fixed":
+        what = "a callable regime has no known inverse" if callable(regime) else (
+            "the fixed regime never grows Δ"
+        )
+        raise ValueError(
+            f"saturate_epoch needs a growth regime ({', '.join(INVERSES)}): {what}; "
+            "pass time_scale instead"
+        )
+    if multiplier == 0:
+        raise ValueError("saturate_epoch needs multiplier > 0: with M = 0, Δ never grows")
+    if isinstance(saturate_epoch, bool) or not isinstance(saturate_epoch, int | float) or (
+        not float(saturate_epoch).is_integer() or saturate_epoch < 2
+    ):
+        raise ValueError(
+            f"saturate_epoch must be an integer epoch >= 2 (1-based, as Keras prints it), "
+            f"got {saturate_epoch!r}"
+        )
+    epoch = int(saturate_epoch)
+    target = (delta_max / delta0 - 1.0) / multiplier
+    x_star = INVERSES[regime](target)
+    if not x_star > 1.0:
+        raise ValueError(
+            f"the {regime} regime with delta0={delta0}, multiplier={multiplier} already "
+            f"reaches delta_max={delta_max} in epoch 1, so it cannot saturate in epoch {epoch}: "
+            "lower the multiplier or raise delta_max"
+        )
+    scale = (x_star - 1.0) / (epoch - 1)
+    # Rounding may leave Δ a hair below Δf at epoch E: nudge s up until the cap holds there.
+    while delta_at(1.0 + scale * (epoch - 1), regime, delta0, multiplier, delta_max) < delta_max:
+        scale = math.nextafter(scale, math.inf)
+    return scale

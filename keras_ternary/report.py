@@ -154,6 +154,9 @@ class RunRecord:
         """Paper epochs replayed (learning rate), and for Δ in parentheses if different."""
         lr_span = float(self.config["paper_epochs"])
         scale = self.config["ternary"].get("time_scale")
+        saturate = self.config["ternary"].get("saturate_epoch")
+        if self.quantizer == "ternary" and saturate is not None and self.regime != "fixed":
+            return f"{lr_span:g}, Δf at epoch {saturate}"
         if self.quantizer != "ternary" or scale is None:
             return f"{lr_span:g}"
         delta_span = float(scale) * float(self.config["epochs"])

@@ -113,6 +113,20 @@ def test_default_config_is_the_paper_recipe():
     assert compressed.snapshot_our_epochs() == [8]  # paper epoch 100 -> our epoch 8
 
 
+def test_saturate_epoch_sets_the_delta_time_scale():
+    from keras_ternary.regimes import saturation_time_scale
+
+    config = load_config("reduced/base", ["ternary.time_scale=null", "ternary.saturate_epoch=8"])
+    assert config.delta_time_scale == saturation_time_scale(8, "log", 0.1, 1.9, 0.9)
+    assert config.time_scale == 12.5  # the learning rate's axis is unchanged
+    growth = __import__("keras_ternary.training", fromlist=["x"]).make_delta_growth(config)
+    assert growth.delta_for(6) < 0.9 == growth.delta_for(7)
+    with pytest.raises(ConfigError, match="ternary.time_scale: expected null"):
+        load_config("reduced/base", ["ternary.saturate_epoch=8"])  # reduced sets time_scale 1
+    with pytest.raises(ConfigError, match="fixed regime never grows"):
+        load_config(None, ["ternary.regime=fixed", "ternary.saturate_epoch=5"])
+
+
 def test_yaml_toml_extends_and_overrides(tmp_path):
     (tmp_path / "parent.yaml").write_text("epochs: 7\nternary: {regime: linear, delta0: 0.05}\n")
     (tmp_path / "child.toml").write_text(
@@ -141,6 +155,7 @@ def test_yaml_toml_extends_and_overrides(tmp_path):
         ("model.width=2", "unknown key model.width"),
         ("optimizer.lr_boundaries=[5]", "one more learning rate"),
         ("data.source=imagenet", "data.source"),
+        ("ternary.saturate_epoch=1", "saturate_epoch must be an integer epoch >= 2"),
         ("noequals", "section.key=value"),
     ],
 )
