@@ -74,6 +74,16 @@ LIMITS = """\
   second per file. Random bytes and truncated files are rejected by the normal readers
   (tested with hypothesis in `tests/test_fuzz_loaders.py`). Keep backups of models you care
   about; a run directory's `checkpoints/best.h5` is an independent copy of the best model.
+* **TensorFlow's oneDNN fusion bug.** On x86 CPUs with AVX-512 (oneDNN on, TensorFlow's
+  default there), TensorFlow 2.21 fuses `Conv2D` without bias → `BatchNormalization` → `tanh`
+  in compiled graphs into one oneDNN op that does not implement `tanh`: `model.predict` or a
+  `tf.function` fails with `UnimplementedError: Fusion is not implemented:
+  [FusedBatchNorm,Tanh]`, also for a plain tf.keras model. Where we run a user's model in a
+  graph (`keras_ternary.export.compare_with_keras`, hence
+  `keras_ternary.export.report`), `keras_ternary.fusion.without_fusion_bug` catches exactly this
+  error and runs again with grappler's remapper off (restored afterwards), which computes the
+  same function without the fusion (`tests/test_fusion.py`). In your own code, wrap the call
+  the same way, or set `TF_ENABLE_ONEDNN_OPTS=0` before TensorFlow is imported.
 * **TensorBoard event files** (`tensorboard/` in a run directory) are appended to while
   training; after a crash the last record may be incomplete. TensorBoard skips it.
 * **A killed training run** loses at most the epoch that was running: every epoch ends with
