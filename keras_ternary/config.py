@@ -44,7 +44,13 @@ from typing import Any
 import yaml
 
 from keras_ternary.regimes import REGIMES, validate_regime_args
-from keras_ternary.schedules import PAPER_LR_BOUNDARIES, PAPER_LR_VALUES, validate_piecewise
+
+
+def _schedules():
+    """:mod:`keras_ternary.schedules`, imported on use (it imports TensorFlow)."""
+    from keras_ternary import schedules
+
+    return schedules
 
 __all__ = [
     "ConfigError",
@@ -110,8 +116,10 @@ class OptimizerConfig:
     """Adam with the paper's piecewise-constant learning rate (boundaries on the paper axis)."""
 
     name: str = "adam"
-    lr_values: list[float] = field(default_factory=lambda: list(PAPER_LR_VALUES))
-    lr_boundaries: list[float] = field(default_factory=lambda: list(PAPER_LR_BOUNDARIES))
+    lr_values: list[float] = field(default_factory=lambda: list(_schedules().PAPER_LR_VALUES))
+    lr_boundaries: list[float] = field(
+        default_factory=lambda: list(_schedules().PAPER_LR_BOUNDARIES)
+    )
 
 
 @dataclass
@@ -203,7 +211,7 @@ class TrainConfig:
         o = self.optimizer
         _check(o.name in OPTIMIZERS, "optimizer.name", f"one of {', '.join(OPTIMIZERS)}")
         try:
-            validate_piecewise(o.lr_values, o.lr_boundaries)
+            _schedules().validate_piecewise(o.lr_values, o.lr_boundaries)
         except ValueError as exc:
             raise ConfigError(f"optimizer: {exc}") from None
         return self
