@@ -52,6 +52,7 @@ def _schedules():
 
     return schedules
 
+
 __all__ = [
     "ConfigError",
     "DataConfig",

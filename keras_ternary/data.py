@@ -222,9 +222,7 @@ def tfds_cifar10_prepared(data_dir: str | None = None) -> bool:
     tensorflow-datasets (which would warn about the missing or empty folder).
     """
     root = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-    if "://" not in root and not any(
-        Path(root).expanduser().glob("cifar10/*/dataset_info.json")
-    ):
+    if "://" not in root and not any(Path(root).expanduser().glob("cifar10/*/dataset_info.json")):
         return False
     try:
         import tensorflow_datasets as tfds

@@ -46,9 +46,7 @@ def load_model(path: str | os.PathLike, compile: bool = True, **kwargs: Any):
     )
 
 
-def training_data_record(
-    data: Any, seed: int = 0, data_dir: str | None = None
-) -> dict[str, Any]:
+def training_data_record(data: Any, seed: int = 0, data_dir: str | None = None) -> dict[str, Any]:
     """The :data:`TRAINING_DATA_ATTR` record of loaded training data (an ``ArrayData``)."""
     record: dict[str, Any] = {
         "source": "shapes10" if data.name == "shapes10" else "cifar10",

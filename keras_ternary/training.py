@@ -514,9 +514,7 @@ class RunRecorder(tf.keras.callbacks.Callback):
         )
         if improved:
             self.state.update(best_val_accuracy=val, best_epoch=done)
-            atomic_save_model(
-                self.model, self.run_dir / BEST_CKPT, False, data=self.data_record
-            )
+            atomic_save_model(self.model, self.run_dir / BEST_CKPT, False, data=self.data_record)
         if done in self.snapshots:
             self._snapshot(done, row)
         self.state.update(

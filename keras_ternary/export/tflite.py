@@ -453,9 +453,7 @@ def compare_with_keras(
     batch_size: int = 100,
 ) -> Agreement:
     """Top-1 agreement (and accuracies if labels ``y`` are given) of Keras vs TFLite."""
-    ref = np.asarray(
-        without_fusion_bug(lambda: model.predict(x, batch_size=batch_size, verbose=0))
-    )
+    ref = np.asarray(without_fusion_bug(lambda: model.predict(x, batch_size=batch_size, verbose=0)))
     got = predict_tflite(tflite, x, batch_size=batch_size)
     return agreement(ref, got, y)
 
