@@ -577,6 +577,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         quiet_entry_point()
         import_tensorflow()
+        from keras_ternary import _register_with_keras
+
+        _register_with_keras()  # left to here by `python -m` (see keras_ternary/__init__.py)
     try:
         return int(run(args) or 0)
     except Exception as exc:

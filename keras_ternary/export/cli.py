@@ -165,9 +165,6 @@ def _dataset_images(spec: str | None, model_path: str | None, count: int):
 
 
 def _load_model(path: str):
-    import tensorflow as tf
-
-    import keras_ternary  # noqa: F401  (custom objects)
     from keras_ternary.export.fold import ExportError
     from keras_ternary.fileio import UnreadableFileError, probe_hdf5
 
@@ -178,7 +175,9 @@ def _load_model(path: str):
     except UnreadableFileError as exc:
         raise ExportError(f"cannot load model {exc}") from None
     try:
-        return tf.keras.models.load_model(path, compile=False)
+        from keras_ternary.saving import load_model
+
+        return load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for unreadable files
         if _weights_only(path):
             raise ExportError(
@@ -275,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="keras_ternary")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
+    from keras_ternary import _register_with_keras
+    from keras_ternary.tflog import quiet_entry_point
+
+    quiet_entry_point()
+    _register_with_keras()  # imports TensorFlow without its start-up chatter
     return args.func(args)
 
 
