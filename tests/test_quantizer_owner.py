@@ -63,7 +63,6 @@ def test_weights_inside_the_threshold_are_plus_zero():
 def test_load_model_reloads_a_training_checkpoint_with_its_schedule(tmp_path):
     from keras_ternary.schedules import EpochPiecewiseSchedule
 
-    assert EpochPiecewiseSchedule  # needs custom_objects with plain tf.keras load_model
     model = _two_convs("ternary", "ternary")
     schedule = EpochPiecewiseSchedule(steps_per_epoch=2, values=[1e-3, 1e-4], boundaries=[1.0])
     model.compile(tf.keras.optimizers.Adam(schedule), "mse")

@@ -46,9 +46,10 @@ failed or interrupted command never leaves a half-written file behind.
 * `python -m hw_sim.profile`: `hw_sim: error: ...`, exit status 2 (input errors) or 1
   (unexpected errors; `HW_SIM_DEBUG=1` shows the traceback).
 
-TensorFlow may print its own native start-up lines (`WARNING: All log messages before
-absl::InitializeLog() ...`, `I0000 ... cudart_stub.cc ...`) before the error line; they come
-from C++ code at import time, not from the command.
+TensorFlow's native start-up lines (`WARNING: All log messages before absl::InitializeLog()
+...`, `I0000 ... cudart_stub.cc ...`, and `E0000 ... failed call to cuInit` without a GPU
+driver) are filtered out by the commands (`keras_ternary/tflog.py`); every other line on
+stderr, errors included, is kept. `KERAS_TERNARY_TF_LOG=1` shows them all.
 
 The tables list every case the test suite tries (`tests/test_reliability_*.py`). *Message
 contains* gives the parts of the message the tests pin (`<dir>` stands for the directory the
