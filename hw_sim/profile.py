@@ -132,7 +132,8 @@ def run(argv: list[str] | None = None) -> int:
     from hw_sim.analysis import profile, to_graph
     from hw_sim.report import to_csv, to_json, to_table
 
-    with _quiet_native_stderr():
+    tflite = args.model.lower().endswith(".tflite")  # read without TensorFlow
+    with contextlib.nullcontext() if tflite else _quiet_native_stderr():
         graph = to_graph(args.model)
         result = profile(graph, accelerator=args.accelerator, tech=args.tech)
     if args.emulate is not None:
