@@ -31,7 +31,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Count actions and estimate energy of a ternary/binary network on "
         "accelerator models, against FP32, INT8 and binary baselines.",
     )
-    p.add_argument("model", help="model file (.h5, .keras; .tflite once its loader exists)")
+    p.add_argument(
+        "model",
+        help="model file: .h5 / .keras (keras_ternary or larq model) or .tflite (exported by "
+        "`python -m keras_ternary export`)",
+    )
     p.add_argument(
         "--accelerator",
         default="bitwise",
@@ -107,24 +111,19 @@ def write_atomic(path: str, data: str | bytes) -> None:
 
 @contextlib.contextmanager
 def _quiet_native_stderr():
-    """Silence native (C++) log lines TensorFlow writes to fd 2 while it loads a model.
+    """Drop TensorFlow's native start-up lines while a model loads; keep any other output.
 
-    Python-level errors still propagate and are printed by :func:`main` afterwards.
+    See :mod:`keras_ternary.tflog` (``KERAS_TERNARY_TF_LOG=1`` or ``HW_SIM_DEBUG=1`` show
+    everything). Python-level errors still propagate and are printed by :func:`main`.
     """
     if os.environ.get("HW_SIM_DEBUG"):
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
+    from keras_ternary.tflog import filtered_stderr, quiet_entry_point
+
+    quiet_entry_point()
+    with filtered_stderr():
         yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -136,11 +135,11 @@ def run(argv: list[str] | None = None) -> int:
         if path:
             _check_output(path)
             _check_not_input(path, args)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from hw_sim.analysis import profile, to_graph
     from hw_sim.report import to_csv, to_json, to_table
 
-    with _quiet_native_stderr():
+    tflite = args.model.lower().endswith(".tflite")  # read without TensorFlow
+    with contextlib.nullcontext() if tflite else _quiet_native_stderr():
         graph = to_graph(args.model, safe_mode=not args.unsafe_load)
         result = profile(graph, accelerator=args.accelerator, tech=args.tech)
     if args.emulate is not None:
@@ -154,9 +153,23 @@ def run(argv: list[str] | None = None) -> int:
         plot_energy(result, args.plot)
     if args.out:
         write_atomic(args.out, text)
+        print(_written(args, result))
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _written(args: argparse.Namespace, result: dict) -> str:
+    """What ``--out`` (and ``--plot``) received, like ``keras_ternary export`` says it."""
+    from hw_sim.report import reports_of
+
+    names = ", ".join(reports_of(result))
+    return (
+        f"wrote {args.out}: {args.format} report of {args.model} on "
+        f"{names}"
+        + (" with emulation" if result.get("emulation") else "")
+        + (f"; plot {args.plot}" if args.plot else "")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import json
 
 from hw_sim.accelerators import COMPONENTS
 
-__all__ = ["reports_of", "to_csv", "to_json", "to_table"]
+__all__ = ["compare_accelerators", "reports_of", "to_csv", "to_json", "to_table"]
 
 _CSV_FIELDS = (
     "name",
@@ -212,10 +212,63 @@ def to_table(result: dict) -> str:
                 f"vs {base['title']}: {_nj(base['energy_pj']['total'])} nJ -> "
                 f"{'-' if saving is None else f'{saving:.2f}x'} energy saving"
             )
+        out.extend(_fallback_notes(rep))
+        out.append("")
+    comparison = compare_accelerators(result)
+    if comparison:
+        out.append(comparison)
         out.append("")
     if result.get("emulation"):
         out.append(emulation_table(result["emulation"]))
     return "\n".join(out)
+
+
+def _fallback_notes(rep: dict) -> list[str]:
+    """Lines naming the layers computed by a fallback rule (the ``mode`` field says which)."""
+    notes: dict[str, list[str]] = {}
+    for r in rep["layers"]:
+        mode = r.get("mode") or ""
+        if mode.startswith("fallback: "):
+            notes.setdefault(mode.removeprefix("fallback: "), []).append(r["name"])
+    n_weight_layers = sum(bool(r["weights"]) for r in rep["layers"])
+    return [
+        f"note: {len(names)} of {n_weight_layers} weight layers ({_names(names)}) use a "
+        f"fallback rule: {rule}"
+        + (
+            "; their activations are not ternary/binary, so there are no bit-planes to "
+            "pop-count and they cost what zeroskip's add/subtract rule costs"
+            if "add/sub" in rule
+            else ""
+        )
+        for rule, names in notes.items()
+    ]
+
+
+def _names(names: list[str], shown: int = 3) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f", … {more} more" if more > 0 else "")
+
+
+def compare_accelerators(result: dict) -> str:
+    """One line comparing total energies of several accelerators ('' for a single one).
+
+    Each accelerator's total relative to the lowest, and the saving against the INT8 MAC
+    baseline (the same for all of them).
+    """
+    reports = reports_of(result)
+    if len(reports) < 2:
+        return ""
+    totals = {name: rep["total"]["energy_pj"]["total"] for name, rep in reports.items()}
+    best = min(totals, key=totals.get)
+    int8 = next(iter(reports.values()))["total"]["baselines"].get("int8")
+    parts = []
+    for name, pj in totals.items():
+        rel = "best" if name == best else f"{pj / totals[best]:.2f}x best"
+        vs8 = ""
+        if int8 and pj > 0:
+            vs8 = f", {int8['energy_pj']['total'] / pj:.2f}x less than INT8 MACs"
+        parts.append(f"{name} {_nj(pj)} nJ ({rel}{vs8})")
+    return "accelerators compared (total energy): " + "; ".join(parts)
 
 
 def emulation_table(em: dict) -> str:

@@ -7,17 +7,62 @@ sparsity/entropy/training-speed metrics, and the paper's ResNet-20*.
 
 Importing this package selects Keras 2 (tf-keras) for ``tf.keras`` when TensorFlow has not
 been imported yet (larq needs it), and raises an ImportError explaining the fix otherwise.
+It also registers the quantizers and layers with Keras, so saved models reload with
+``tf.keras.models.load_model`` (or :func:`load_model`) without ``custom_objects``.
+
+The public names are attributes loaded on first use (PEP 562). Only when the package is
+being located by ``python -m keras_ternary[.…]`` is the registration (which imports
+TensorFlow) left to first use, so that ``--help`` answers at once.
 """
 
-from keras_ternary._compat import ensure_legacy_keras
+from __future__ import annotations
 
-ensure_legacy_keras()
+import importlib
+import sys
 
-from keras_ternary import regimes, stats  # noqa: E402
-from keras_ternary.callbacks import DeltaGrowth  # noqa: E402
-from keras_ternary.models import resnet20_star  # noqa: E402
-from keras_ternary.quantizers import Binary, Ternary  # noqa: E402
+from keras_ternary._compat import select_legacy_keras
+
+select_legacy_keras()
 
 __version__ = "0.1.0"
 
-__all__ = ["Binary", "DeltaGrowth", "Ternary", "__version__", "regimes", "resnet20_star", "stats"]
+#: public name -> module that defines it (modules themselves map to their own name)
+_LAZY = {
+    "Binary": "keras_ternary.quantizers",
+    "DeltaGrowth": "keras_ternary.callbacks",
+    "Ternary": "keras_ternary.quantizers",
+    "load_model": "keras_ternary.modelfile",
+    "regimes": "keras_ternary.regimes",
+    "resnet20_star": "keras_ternary.models",
+    "stats": "keras_ternary.stats",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str):
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'keras_ternary' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    value = module if module_name.rsplit(".", 1)[-1] == name else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+def _register_with_keras() -> None:
+    """Import the modules whose classes Keras must know to deserialize saved models."""
+    from keras_ternary.tflog import import_tensorflow
+
+    import_tensorflow()  # without its native start-up chatter
+    importlib.import_module("keras_ternary.quantizers")  # Ternary, Binary; imports larq
+    importlib.import_module("keras_ternary.activations")  # HardTanh
+
+
+# ``python -m`` sets sys.argv[0] to "-m" while it locates the module (Python docs, "-m").
+if sys.argv[:1] != ["-m"]:
+    _register_with_keras()

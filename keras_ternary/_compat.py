@@ -18,12 +18,25 @@ _ADVICE = (
 )
 
 
+def select_legacy_keras() -> None:
+    """Without importing TensorFlow: select tf-keras if TensorFlow is not imported yet.
+
+    If it is, check that ``tf.keras`` is Keras 2 (:func:`ensure_legacy_keras`).
+    """
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    else:
+        ensure_legacy_keras()
+
+
 def ensure_legacy_keras() -> None:
     """Select tf-keras for ``tf.keras`` or raise an ``ImportError`` that says what to do."""
     if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF C++ info/warning lines
-    import tensorflow as tf
+        from keras_ternary.tflog import import_tensorflow
+
+        tf = import_tensorflow()  # selects tf-keras first
+    else:
+        import tensorflow as tf
 
     try:
         keras_version = tf.keras.__version__ if hasattr(tf.keras, "__version__") else None

@@ -16,12 +16,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __all__ = [
     "EXTENSION_MODULES",
@@ -101,9 +98,9 @@ def _add_run_control(parser: argparse.ArgumentParser) -> None:
         "--verbose",
         type=int,
         choices=(0, 1, 2),
-        default=1 if sys.stdout.isatty() else 2,
-        help="Keras output: 0 silent, 1 progress bar (default on a terminal), 2 one line per "
-        "epoch (default otherwise). A line with Δ, sparsity and entropy follows every epoch.",
+        default=1,
+        help="1 (default): a progress bar during each epoch when the output is a terminal; "
+        "0 or 2: none. Every epoch ends with one line (loss, accuracy, Δ, sparsity, entropy).",
     )
     parser.add_argument(
         "--time-limit",
@@ -305,7 +302,8 @@ def _quickstart_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         choices=(0, 1, 2),
         default=1,
-        help="Keras output: 0 silent, 1 progress bar (default), 2 one line per epoch",
+        help="1 (default): a progress bar during each epoch when the output is a terminal; "
+        "0 or 2: none. Every epoch ends with one line (loss, accuracy, Δ, sparsity, entropy).",
     )
 
 
@@ -457,6 +455,7 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from keras_ternary.fileio import check_not_input
@@ -597,6 +596,10 @@ _load_extensions()
 
 
 # --------------------------------------------------------------------------- main
+#: Subcommands that never import TensorFlow.
+_WITHOUT_TENSORFLOW = frozenset({"configs"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
     parser = _Parser(
@@ -615,13 +618,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from keras_ternary.config import ConfigError
-    from keras_ternary.data import DataError
-    from keras_ternary.modelfile import ModelFileError
-    from keras_ternary.training import RunError
+    """The user-error classes of the modules imported so far (none other can have raised).
 
-    # OSError last: a write that failed (disk full, permission denied) is one line too
-    return (CliError, ConfigError, DataError, RunError, ModelFileError, OSError)
+    ``OSError`` comes last: a write that failed (disk full, permission denied) is one line too.
+    """
+    found: list[type[BaseException]] = [CliError]
+    for module, name in (
+        ("keras_ternary.config", "ConfigError"),
+        ("keras_ternary.data", "DataError"),
+        ("keras_ternary.training", "RunError"),
+        ("keras_ternary.modelfile", "ModelFileError"),
+    ):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return (*found, OSError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -632,10 +642,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if run is None:
         parser.print_help()
         return EXIT_USAGE
-    user_errors = _user_errors()
+    if args.command not in _WITHOUT_TENSORFLOW:
+        from keras_ternary.tflog import import_tensorflow, quiet_entry_point
+
+        quiet_entry_point()
+        import_tensorflow()
+        from keras_ternary import _register_with_keras
+
+        _register_with_keras()  # left to here by `python -m` (see keras_ternary/__init__.py)
     try:
         return int(run(args) or 0)
-    except user_errors as exc:
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -51,7 +51,14 @@ import yaml
 
 from keras_ternary.fileio import check_input_file, nested_size_exceeds, quote
 from keras_ternary.regimes import REGIMES, saturation_time_scale, validate_regime_args
-from keras_ternary.schedules import PAPER_LR_BOUNDARIES, PAPER_LR_VALUES, validate_piecewise
+
+
+def _schedules():
+    """:mod:`keras_ternary.schedules`, imported on use (it imports TensorFlow)."""
+    from keras_ternary import schedules
+
+    return schedules
+
 
 __all__ = [
     "ConfigError",
@@ -138,8 +145,10 @@ class OptimizerConfig:
     """Adam with the paper's piecewise-constant learning rate (boundaries on the paper axis)."""
 
     name: str = "adam"
-    lr_values: list[float] = field(default_factory=lambda: list(PAPER_LR_VALUES))
-    lr_boundaries: list[float] = field(default_factory=lambda: list(PAPER_LR_BOUNDARIES))
+    lr_values: list[float] = field(default_factory=lambda: list(_schedules().PAPER_LR_VALUES))
+    lr_boundaries: list[float] = field(
+        default_factory=lambda: list(_schedules().PAPER_LR_BOUNDARIES)
+    )
 
 
 @dataclass
@@ -272,7 +281,7 @@ class TrainConfig:
             f"at most {LIMITS['optimizer.lr_values']} learning rates",
         )
         try:
-            validate_piecewise(o.lr_values, o.lr_boundaries)
+            _schedules().validate_piecewise(o.lr_values, o.lr_boundaries)
         except ValueError as exc:
             raise ConfigError(f"optimizer: {exc}") from None
         return self

@@ -216,7 +216,14 @@ def load_cifar10_tfds(data_dir: str | None = None, download: bool = True) -> Arr
 
 
 def tfds_cifar10_prepared(data_dir: str | None = None) -> bool:
-    """Whether tensorflow-datasets already holds a prepared ``cifar10`` (no download needed)."""
+    """Whether tensorflow-datasets already holds a prepared ``cifar10`` (no download needed).
+
+    A local data directory without ``cifar10/*/dataset_info.json`` is answered without asking
+    tensorflow-datasets (which would warn about the missing or empty folder).
+    """
+    root = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    if "://" not in root and not any(Path(root).expanduser().glob("cifar10/*/dataset_info.json")):
+        return False
     try:
         import tensorflow_datasets as tfds
 

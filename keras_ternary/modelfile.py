@@ -136,18 +136,28 @@ def load_model(
     path: str | os.PathLike,
     *,
     safe_mode: bool = True,
-    compile: bool = False,
+    compile: bool = True,
     custom_objects: Mapping[str, Any] | None = None,
+    **kwargs: Any,
 ):
-    """``tf.keras.models.load_model`` after :func:`check_model_file`, with ``safe_mode``."""
+    """Load a saved model with keras-ternary/larq layers, without running code it holds.
+
+    :func:`check_model_file` first, then ``tf.keras.models.load_model`` with ``safe_mode``.
+    Works for ``model.h5``, checkpoints (with their optimizer and learning-rate schedule),
+    ``.keras`` files; needs no ``custom_objects`` for this package's classes (those given are
+    merged) and passes ``kwargs`` to Keras. Public as ``keras_ternary.load_model``.
+    """
     check_model_file(path, safe_mode=safe_mode)
     from keras_ternary import _compat
 
     _compat.ensure_legacy_keras()
     import tensorflow as tf
 
-    import keras_ternary  # noqa: F401  (registers the custom objects)
+    import keras_ternary.activations  # noqa: F401  (registers HardTanh)
+    import keras_ternary.quantizers  # noqa: F401  (registers Ternary, Binary; imports larq)
+    from keras_ternary.schedules import EpochPiecewiseSchedule
 
+    custom = {"EpochPiecewiseSchedule": EpochPiecewiseSchedule, **(custom_objects or {})}
     return tf.keras.models.load_model(
-        path, custom_objects=dict(custom_objects or {}), compile=compile, safe_mode=safe_mode
+        os.fspath(path), custom_objects=custom, compile=compile, safe_mode=safe_mode, **kwargs
     )

@@ -20,6 +20,8 @@ Latent weights are kept in ``[-clip_value, clip_value]`` by a kernel constraint
 
 from __future__ import annotations
 
+import weakref
+
 import larq as lq
 import tensorflow as tf
 
@@ -29,11 +31,12 @@ __all__ = ["Binary", "Ternary", "saturated_ste_grad", "ternarize", "ternary_ste"
 def ternarize(x: tf.Tensor, delta: tf.Tensor | float) -> tf.Tensor:
     """Eq. 5: map ``x`` to ``{-1, 0, +1}`` with threshold ``delta`` (``|x| == Δ`` gives 0).
 
-    Computed as ``sign(x) · 1{|x| > Δ}`` in the dtype of ``x``. No gradient logic.
+    Computed as ``sign(x)`` where ``|x| > Δ`` and exact ``+0.0`` elsewhere (never ``-0.0``)
+    in the dtype of ``x``. No gradient logic.
     """
     x = tf.convert_to_tensor(x)
     delta = tf.cast(delta, x.dtype)
-    return tf.sign(x) * tf.cast(tf.abs(x) > delta, x.dtype)
+    return tf.where(tf.abs(x) > delta, tf.sign(x), tf.zeros_like(x))
 
 
 def saturated_ste_grad(x: tf.Tensor, dy: tf.Tensor, clip_value: float | None) -> tf.Tensor:
@@ -105,6 +108,7 @@ class Ternary(lq.quantizers.Quantizer):
         if self.clip_value is not None and not self.clip_value > 0:  # also rejects NaN
             raise ValueError(f"clip_value must be > 0 or None, got {clip_value}")
         initial = _validate_delta(delta, self.clip_value)
+        self._owner: weakref.ref | None = None
         self.delta_variable = self.add_weight(
             # unique per quantizer: a layer may hold a kernel and an input Ternary, whose
             # weights must not collide in the .h5 layout
@@ -126,12 +130,46 @@ class Ternary(lq.quantizers.Quantizer):
     def delta(self, value: float) -> None:
         self.delta_variable.assign(_validate_delta(value, self.clip_value))
 
+    def __call__(self, *args, **kwargs):
+        self._check_owner()
+        return super().__call__(*args, **kwargs)
+
+    def _check_owner(self) -> None:
+        """ValueError if this instance is already the quantizer of another live layer.
+
+        Δ lives in this quantizer: an instance shared by two layers would give them one Δ
+        variable, saved twice and restored as two. The owner is the layer whose call is
+        running (Keras' call context), remembered by weak reference.
+        """
+        owner = _calling_layer()
+        if owner is None or owner is self:
+            return
+        known = self._owner() if self._owner is not None else None
+        if known is None:
+            self._owner = weakref.ref(owner)
+        elif known is not owner:
+            raise ValueError(
+                f"this Ternary quantizer ({self.name}) is already used by layer {known.name!r}; "
+                f"layer {owner.name!r} needs its own, since each holds its own Δ variable: pass "
+                "kernel_quantizer='ternary' or a new keras_ternary.Ternary(...) to each layer "
+                "(DeltaGrowth drives all of them)"
+            )
+
     def call(self, inputs):
         delta = tf.cast(self.delta_variable, inputs.dtype)
         return ternary_ste(inputs, delta, self.clip_value)
 
     def get_config(self):
         return {**super().get_config(), "delta": self.delta, "clip_value": self.clip_value}
+
+
+def _calling_layer() -> tf.keras.layers.Layer | None:
+    """The Keras layer whose ``__call__`` is running (None outside a layer call)."""
+    try:
+        from tf_keras.src.engine.base_layer_utils import call_context
+    except ImportError:  # another tf-keras layout: no owner check
+        return None
+    return call_context().layer
 
 
 @lq.utils.register_alias("binary")

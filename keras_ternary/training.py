@@ -79,6 +79,7 @@ from keras_ternary.fileio import (  # noqa: E402
 )
 from keras_ternary.modelfile import ModelFileError, check_model_file, h5_model_config  # noqa: E402
 from keras_ternary.models import resnet20_star  # noqa: E402
+from keras_ternary.progress import TerminalProgress, wants_progress_bar  # noqa: E402
 from keras_ternary.rundir import (  # noqa: E402
     BEST_CKPT,
     CONFIG_FILE,
@@ -95,6 +96,7 @@ from keras_ternary.rundir import (  # noqa: E402
     read_history,
     run_status,
 )
+from keras_ternary.saving import TRAINING_DATA_ATTR, training_data_record  # noqa: E402
 from keras_ternary.schedules import EpochPiecewiseSchedule  # noqa: E402
 from keras_ternary.stats import ternary_stats  # noqa: E402
 
@@ -144,8 +146,10 @@ def atomic_save_model(
     path: str | os.PathLike,
     include_optimizer: bool,
     state: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> None:
-    """Save ``model`` as HDF5 via a temporary file; ``state`` goes into a file attribute."""
+    """Save ``model`` as HDF5 via a temporary file; ``state`` and ``data`` (the training-data
+    record, :data:`keras_ternary.saving.TRAINING_DATA_ATTR`) go into file attributes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -153,9 +157,12 @@ def atomic_save_model(
         with warnings.catch_warnings():  # HDF5 is deliberate: one file, atomically replaced
             warnings.filterwarnings("ignore", message=".*HDF5 file via `model.save\\(\\)`")
             model.save(tmp, save_format="h5", include_optimizer=include_optimizer)
-        if state is not None:
+        if state is not None or data is not None:
             with h5py.File(tmp, "a") as handle:
-                handle.attrs[STATE_ATTR] = json.dumps(state)
+                if state is not None:
+                    handle.attrs[STATE_ATTR] = json.dumps(state)
+                if data is not None:
+                    handle.attrs[TRAINING_DATA_ATTR] = json.dumps(data)
 
     atomic_write_with(path, write, suffix=".h5")
 
@@ -414,7 +421,6 @@ def _load_checkpoint(path: Path, safe_mode: bool = True) -> tf.keras.Model:
             path,
             safe_mode=safe_mode,
             compile=True,
-            custom_objects={"EpochPiecewiseSchedule": EpochPiecewiseSchedule},
         )
     except (OSError, ValueError) as exc:
         raise RunError(f"cannot load checkpoint {path}: {str(exc)[:300]}") from None
@@ -470,6 +476,8 @@ class RunRecorder(tf.keras.callbacks.Callback):
         self._epoch_start = 0.0
         self._lr = 0.0
         self._epoch = 0
+        #: the training-data record written into every saved model (set by :func:`train`)
+        self.data_record: dict[str, Any] | None = None
         #: (1-based epoch, 1-based step or None, loss) of the first non-finite loss
         self.non_finite: tuple[int, int | None, float] | None = None
 
@@ -520,14 +528,16 @@ class RunRecorder(tf.keras.callbacks.Callback):
         )
         if improved:
             self.state.update(best_val_accuracy=val, best_epoch=done)
-            atomic_save_model(self.model, self.run_dir / BEST_CKPT, include_optimizer=False)
+            atomic_save_model(self.model, self.run_dir / BEST_CKPT, False, data=self.data_record)
         if done in self.snapshots:
             self._snapshot(done, row)
         self.state.update(
             epochs_done=done,
             wall_time_s=self._wall_before + time.monotonic() - self._session_start,
         )
-        atomic_save_model(self.model, self.run_dir / LAST_CKPT, True, state=self.state)
+        atomic_save_model(
+            self.model, self.run_dir / LAST_CKPT, True, state=self.state, data=self.data_record
+        )
         self.log(_epoch_line(done, self.config.epochs, row))
 
         self._session_epochs += 1
@@ -599,7 +609,8 @@ def train(
         resume: continue a partial run in that directory (its stored config must be equal).
         stop_after: stop after this many epochs in this call (the run stays resumable).
         time_limit: stop at the end of the first epoch finishing after this many seconds.
-        verbose: Keras ``fit`` verbosity (0 silent, 1 progress bar, 2 one line per epoch).
+        verbose: 1 draws a progress bar during each epoch when stdout is a terminal; 0 and 2
+            draw none. Every epoch ends with one line through ``log`` in all cases.
         log: receives the one-line-per-epoch report and status messages.
         data: already loaded data (default: load what ``config.data`` names).
         force_new: start over in a run directory that holds a run: its files are moved into
@@ -684,10 +695,13 @@ def _train_locked(
     start = int(state["epochs_done"])
 
     callbacks: list[tf.keras.callbacks.Callback] = []
+    if wants_progress_bar(verbose):  # first: erases its bar before the recorder's line
+        callbacks.append(TerminalProgress())
     growth = make_delta_growth(config)
     if growth is not None:
         callbacks.append(growth)
     recorder = RunRecorder(config, schedule, rows, state, stop_after, time_limit, log)
+    recorder.data_record = training_data_record(data, data_dir=config.data.dir)
     callbacks.append(recorder)
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
         log("warning: the tensorboard package is not installed; no TensorBoard logs written")
@@ -699,7 +713,7 @@ def _train_locked(
         )
     try:
         if start < config.epochs:
-            _fit(model, config, data, start, callbacks, verbose)
+            _fit(model, config, data, start, callbacks)
         done = int(state.get("epochs_done", start))
         if recorder.non_finite is not None:
             raise LossNotFiniteError(_non_finite_message(recorder.non_finite, done, run_dir))
@@ -709,7 +723,7 @@ def _train_locked(
                 f"train --resume {run_dir}"
             )
             return RunResult(run_dir, "stopped", done, None)
-        summary = _finish(model, config, rows, state)
+        summary = _finish(model, config, rows, state, recorder.data_record)
     except WriteError as exc:
         done = int(state.get("epochs_done", start))
         raise RunError(
@@ -726,9 +740,8 @@ def _fit(
     data: data_lib.ArrayData,
     start: int,
     callbacks: list[tf.keras.callbacks.Callback],
-    verbose: int,
 ) -> None:
-    """``model.fit`` from epoch ``start`` to ``config.epochs``."""
+    """``model.fit`` from epoch ``start`` to ``config.epochs`` (silent: callbacks report)."""
     model.fit(
         data_lib.make_train_dataset(
             data, config.batch_size, config.seed, start, config.epochs, config.data.augment
@@ -738,7 +751,7 @@ def _fit(
         steps_per_epoch=data_lib.steps_per_epoch(len(data.y_train), config.batch_size),
         validation_data=data_lib.make_eval_dataset(data, config.batch_size),
         callbacks=callbacks,
-        verbose=verbose,
+        verbose=0,  # our own line per epoch (and a bar on a terminal), see progress.py
     )
 
 
@@ -758,11 +771,15 @@ _SUMMARY_HEADLINE = ("best_val_accuracy", "best_epoch", "final_sparsity", "final
 
 
 def _finish(
-    model: tf.keras.Model, config: TrainConfig, rows: list[dict[str, Any]], state: dict[str, Any]
+    model: tf.keras.Model,
+    config: TrainConfig,
+    rows: list[dict[str, Any]],
+    state: dict[str, Any],
+    data_record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write model.h5, ternary_stats.json and (last) summary.json."""
     run_dir = config.run_dir
-    atomic_save_model(model, run_dir / FINAL_MODEL, include_optimizer=False)
+    atomic_save_model(model, run_dir / FINAL_MODEL, include_optimizer=False, data=data_record)
     stats = ternary_stats(model, kinds=None, histogram=True)
     atomic_write_json(run_dir / STATS_FILE, stats.to_dict(histogram=True))
     last = rows[-1] if rows else {}

@@ -157,6 +157,8 @@ def tiny_h5(tmp_path_factory):
 def test_cli_formats_and_outputs(tiny_h5, tmp_path, capsys):
     out, png = tmp_path / "r.json", tmp_path / "e.png"
     assert main([str(tiny_h5), "--format", "json", "--out", str(out), "--plot", str(png)]) == 0
+    said = capsys.readouterr().out
+    assert said == f"wrote {out}: json report of {tiny_h5} on bitwise; plot {png}\n"
     data = json.loads(out.read_text())
     for layer in data["layers"]:
         assert {"name", "op", "weights", "zero_weights", "macs", "energy_pj"} <= set(layer)

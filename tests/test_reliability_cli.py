@@ -746,7 +746,7 @@ CLI_CASES: tuple[CliCase, ...] = (
         "export",
         "--representative foo",
         "export {ws}/m/ternary.h5 --to tflite --out {ws}/x.tflite --representative foo",
-        ["neither a number, a directory nor a .npy file"],
+        ["neither a number, a directory, a data set"],
     ),
     _c(
         "export-representative-missing",

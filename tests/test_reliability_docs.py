@@ -46,9 +46,10 @@ failed or interrupted command never leaves a half-written file behind.
 * `python -m hw_sim.profile`: `hw_sim: error: ...`, exit status 2 (input errors) or 1
   (unexpected errors; `HW_SIM_DEBUG=1` shows the traceback).
 
-TensorFlow may print its own native start-up lines (`WARNING: All log messages before
-absl::InitializeLog() ...`, `I0000 ... cudart_stub.cc ...`) before the error line; they come
-from C++ code at import time, not from the command.
+TensorFlow's native start-up lines (`WARNING: All log messages before absl::InitializeLog()
+...`, `I0000 ... cudart_stub.cc ...`, and `E0000 ... failed call to cuInit` without a GPU
+driver) are filtered out by the commands (`keras_ternary/tflog.py`); every other line on
+stderr, errors included, is kept. `KERAS_TERNARY_TF_LOG=1` shows them all.
 
 The tables list every case the test suite tries (`tests/test_reliability_*.py`). *Message
 contains* gives the parts of the message the tests pin (`<dir>` stands for the directory the
@@ -74,6 +75,16 @@ LIMITS = """\
   second per file. Random bytes and truncated files are rejected by the normal readers
   (tested with hypothesis in `tests/test_fuzz_loaders.py`). Keep backups of models you care
   about; a run directory's `checkpoints/best.h5` is an independent copy of the best model.
+* **TensorFlow's oneDNN fusion bug.** On x86 CPUs with AVX-512 (oneDNN on, TensorFlow's
+  default there), TensorFlow 2.21 fuses `Conv2D` without bias → `BatchNormalization` → `tanh`
+  in compiled graphs into one oneDNN op that does not implement `tanh`: `model.predict` or a
+  `tf.function` fails with `UnimplementedError: Fusion is not implemented:
+  [FusedBatchNorm,Tanh]`, also for a plain tf.keras model. Where we run a user's model in a
+  graph (`keras_ternary.export.compare_with_keras`, hence
+  `keras_ternary.export.report`), `keras_ternary.fusion.without_fusion_bug` catches exactly this
+  error and runs again with grappler's remapper off (restored afterwards), which computes the
+  same function without the fusion (`tests/test_fusion.py`). In your own code, wrap the call
+  the same way, or set `TF_ENABLE_ONEDNN_OPTS=0` before TensorFlow is imported.
 * **TensorBoard event files** (`tensorboard/` in a run directory) are appended to while
   training; after a crash the last record may be incomplete. TensorBoard skips it.
 * **A killed training run** loses at most the epoch that was running: every epoch ends with

@@ -3,46 +3,45 @@
 * :func:`to_tflite` — constant ternary kernels, batch-norm folded, full-integer (``"int8"``)
   or float32 (``"float"``) conversion, checked by reading the flatbuffer back.
 * :func:`pack` / :func:`unpack` — the entropy-coded ternary format of docs/format.md.
+
+The names below are loaded on first use (PEP 562), so that the ``export`` subcommand's
+``--help`` does not import TensorFlow.
 """
 
-from keras_ternary._compat import ensure_legacy_keras
+from __future__ import annotations
 
-ensure_legacy_keras()
+import importlib
 
-from keras_ternary.export.flatbuffer import WeightTensor, read_weight_tensors  # noqa: E402
-from keras_ternary.export.fold import ExportError, inference_model  # noqa: E402
-from keras_ternary.export.packed import (  # noqa: E402
-    PackedFormatError,
-    PackReport,
-    pack,
-    read_header,
-    unpack,
-)
-from keras_ternary.export.tflite import (  # noqa: E402
-    Agreement,
-    TFLiteExport,
-    check_ternary_kernels,
-    compare_with_keras,
-    load_interpreter,
-    predict_tflite,
-    to_tflite,
-)
+_LAZY = {
+    "WeightTensor": "keras_ternary.export.flatbuffer",
+    "read_weight_tensors": "keras_ternary.export.flatbuffer",
+    "ExportError": "keras_ternary.export.fold",
+    "inference_model": "keras_ternary.export.fold",
+    "PackedFormatError": "keras_ternary.export.packed",
+    "PackReport": "keras_ternary.export.packed",
+    "pack": "keras_ternary.export.packed",
+    "read_header": "keras_ternary.export.packed",
+    "unpack": "keras_ternary.export.packed",
+    "Agreement": "keras_ternary.export.tflite",
+    "TFLiteExport": "keras_ternary.export.tflite",
+    "check_ternary_kernels": "keras_ternary.export.tflite",
+    "compare_with_keras": "keras_ternary.export.tflite",
+    "load_interpreter": "keras_ternary.export.tflite",
+    "predict_tflite": "keras_ternary.export.tflite",
+    "to_tflite": "keras_ternary.export.tflite",
+}
 
-__all__ = [
-    "Agreement",
-    "ExportError",
-    "PackReport",
-    "PackedFormatError",
-    "TFLiteExport",
-    "WeightTensor",
-    "check_ternary_kernels",
-    "compare_with_keras",
-    "inference_model",
-    "load_interpreter",
-    "pack",
-    "predict_tflite",
-    "read_header",
-    "read_weight_tensors",
-    "to_tflite",
-    "unpack",
-]
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'keras_ternary.export' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -5,10 +5,17 @@ line on stderr and a non-zero exit status; output files are written atomically.
 
 ``--representative`` (int8 and int16x8 modes) chooses the calibration images:
 
-* ``N`` — the first N CIFAR-10 training images, found by :mod:`keras_ternary.data`
-  (``$KERAS_TERNARY_CIFAR10_DIR`` or the default locations), normalised as in training;
-* ``DIR`` — the CIFAR-10 binary directory ``DIR`` (first 1000 training images);
-* ``FILE.npy`` — an array ``(N, H, W, C)`` of model inputs, used as is.
+* default — the data the model was trained on: the training-data record a model written by
+  ``train``/``quickstart`` carries (:func:`keras_ternary.saving.read_training_data`; older
+  files: the ``config.yaml`` of their run directory), else CIFAR-10;
+* ``shapes10`` / ``cifar10`` — that data set (CIFAR-10 found by :mod:`keras_ternary.data`:
+  ``$KERAS_TERNARY_CIFAR10_DIR`` or the default locations, never downloaded);
+* ``DIR`` — the CIFAR-10 binary directory ``DIR``;
+* ``FILE.npy`` — a float32 array ``(N, H, W, C)`` of model inputs, preprocessed as in
+  training (``(x / 255 - mean) / std`` per channel), used as is.
+
+The first ``--representative-count`` images are used (default 500); ``--representative N``
+(a number) is the same as ``--representative-count N``.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import sys
 __all__ = ["add_parser", "load_representative", "run"]
 
 DEFAULT_REPRESENTATIVE = 500
-DIR_IMAGES = 1000
+DATASETS = ("shapes10", "cifar10")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -42,10 +49,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--representative",
-        metavar="DIR|N|FILE.npy",
-        default=str(DEFAULT_REPRESENTATIVE),
-        help=f"int8/int16x8 calibration data (default: first {DEFAULT_REPRESENTATIVE} CIFAR-10 "
-        "images)",
+        metavar="shapes10|cifar10|DIR|FILE.npy",
+        help="int8/int16x8 calibration images (default: the data the model was trained on, "
+        "recorded in models written by train/quickstart, else CIFAR-10): a data set, a "
+        "CIFAR-10 binary directory, or a float32 .npy array (N, H, W, C) of inputs already "
+        "preprocessed as in training, (x/255 - mean)/std per channel",
+    )
+    p.add_argument(
+        "--representative-count",
+        type=_positive_count,
+        default=DEFAULT_REPRESENTATIVE,
+        metavar="N",
+        help=f"calibrate on the first N images (default {DEFAULT_REPRESENTATIVE})",
     )
     p.add_argument(
         "--io", default=None, choices=("int8", "float32"), help="int8 mode: input/output type"
@@ -70,54 +85,92 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def load_representative(spec: str, input_shape: tuple[int, ...]):
-    """Calibration inputs for ``--representative`` (see the module docstring)."""
-    import numpy as np
+def _positive_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
 
+
+def load_representative(
+    spec: str | None,
+    input_shape: tuple[int, ...],
+    model_path: str | None = None,
+    count: int = DEFAULT_REPRESENTATIVE,
+):
+    """Calibration inputs for ``--representative`` (see the module docstring)."""
     from keras_ternary.export.fold import ExportError
 
-    if spec.endswith(".npy"):
-        from keras_ternary.fileio import check_input_file
-
-        try:
-            check_input_file(spec, "array", "representative file")
-        except OSError as exc:
-            raise ExportError(str(exc)) from None
-        try:
-            x = np.asarray(np.load(spec, allow_pickle=False), np.float32)
-        except Exception as exc:  # noqa: BLE001 - numpy's parser raises many types (tokenize, ast)
-            detail = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
-            raise ExportError(
-                f"cannot read representative file {spec}: not a valid .npy array"
-                + (f" ({detail})" if detail else "")
-            ) from exc
+    if spec is not None and spec.isdigit():  # the older spelling of --representative-count
+        if int(spec) < 1:
+            raise ExportError("--representative N needs N >= 1")
+        spec, count = None, int(spec)
+    if spec is not None and spec.endswith(".npy"):
+        x = _load_npy(spec)[:count]
+    elif spec is None or spec in DATASETS or os.path.isdir(spec):
+        x = _dataset_images(spec, model_path, count)
     else:
-        from keras_ternary import data as kd
-
-        if spec.isdigit():
-            n = int(spec)
-            if n < 1:
-                raise ExportError("--representative N needs N >= 1")
-            try:
-                arrays = kd.load_data("auto", train_size=n, test_size=1, download=False)
-            except kd.DataError as exc:
-                raise ExportError(
-                    f"--representative {spec} takes CIFAR-10 training images, but CIFAR-10 "
-                    f"was not found: set ${kd.DATA_DIR_ENV} or pass --representative DIR"
-                ) from exc
-        elif os.path.isdir(spec):
-            arrays = kd.take_subset(kd.load_cifar10_binary(spec), DIR_IMAGES, 1)
-        else:
-            raise ExportError(
-                f"--representative {spec!r} is neither a number, a directory nor a .npy file"
-            )
-        x = kd.normalize(arrays.x_train, arrays.mean, arrays.std).numpy()
+        raise ExportError(
+            f"--representative {spec!r} is neither a number, a directory, a data set "
+            f"({', '.join(DATASETS)}) nor a .npy file"
+        )
     if x.ndim != len(input_shape) + 1 or tuple(x.shape[1:]) != tuple(input_shape):
         raise ExportError(
             f"representative data has shape {x.shape}, the model expects (N, "
             f"{', '.join(str(d) for d in input_shape)})"
         )
     return x
+
+
+def _load_npy(spec: str):
+    import numpy as np
+
+    from keras_ternary.export.fold import ExportError
+    from keras_ternary.fileio import check_input_file
+
+    try:
+        check_input_file(spec, "array", "representative file")
+    except OSError as exc:
+        raise ExportError(str(exc)) from None
+    try:
+        return np.asarray(np.load(spec, allow_pickle=False), np.float32)
+    except Exception as exc:  # noqa: BLE001 - numpy's parser raises many types (tokenize, ast)
+        detail = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
+        raise ExportError(
+            f"cannot read representative file {spec}: not a valid .npy array"
+            + (f" ({detail})" if detail else "")
+        ) from exc
+
+
+def _dataset_images(spec: str | None, model_path: str | None, count: int):
+    """The first ``count`` training images of a data set, preprocessed as in training."""
+    from keras_ternary import data as kd
+    from keras_ternary.export.fold import ExportError
+    from keras_ternary.saving import read_training_data
+
+    record = (read_training_data(model_path) if model_path else None) or {}
+    if spec is None:
+        recorded_dir = record.get("dir")
+        spec = recorded_dir if recorded_dir and os.path.isdir(recorded_dir) else None
+        spec = spec or record.get("source", "cifar10")
+    if spec != record.get("source"):  # another data set than the model's: its own statistics
+        record = {}
+    if spec == "shapes10":  # the same generated images (and statistics) as in training
+        arrays = kd.generate_shapes10(
+            max(record.get("train_size", count), count), 1, seed=record.get("seed", 0)
+        )
+    elif spec == "cifar10":
+        try:
+            arrays = kd.load_data("auto", train_size=count, test_size=1, download=False)
+        except kd.DataError as exc:
+            raise ExportError(
+                "calibration needs CIFAR-10 training images, but CIFAR-10 was not found: set "
+                f"${kd.DATA_DIR_ENV}, or pass --representative DIR|shapes10|FILE.npy"
+            ) from exc
+    else:
+        arrays = kd.load_cifar10_binary(spec)
+    mean = record.get("mean", arrays.mean)
+    std = record.get("std", arrays.std)
+    return kd.normalize(arrays.x_train[:count], mean, std).numpy()
 
 
 def _load_model(path: str, safe_mode: bool = True):
@@ -129,7 +182,7 @@ def _load_model(path: str, safe_mode: bool = True):
     )
 
     try:  # regular file, bounded size, no code unless allowed, HDF5 probed in a child first
-        return load_model(path, safe_mode=safe_mode)
+        return load_model(path, safe_mode=safe_mode, compile=False)
     except UnsafeModelError as exc:
         raise ExportError(str(exc)) from None
     except ModelFileError as exc:  # "model file X is not a regular file", "X: HDF5 crashed"
@@ -179,7 +232,12 @@ def _export(args) -> dict:
         return report.to_dict()
     data = None
     if args.mode in QUANTIZED_MODES:
-        data = load_representative(args.representative, tuple(model.input_shape[1:]))
+        data = load_representative(
+            args.representative,
+            tuple(model.input_shape[1:]),
+            args.model,
+            args.representative_count,
+        )
     residual = False if args.keep_residual_bn else None
     result = to_tflite(
         model, args.out, args.mode, data, io_dtype=args.io, fold_residual_bn=residual
@@ -238,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="keras_ternary")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
+    from keras_ternary import _register_with_keras
+    from keras_ternary.tflog import quiet_entry_point
+
+    quiet_entry_point()
+    _register_with_keras()  # imports TensorFlow without its start-up chatter
     return args.func(args)
 
 

@@ -95,7 +95,7 @@ def evaluate_model(
     from keras_ternary.stats import ternary_stats
 
     # a corrupt file must not crash this process, a Lambda layer not run (docs/errors.md)
-    model = load_model(model_path)
+    model = load_model(model_path, compile=False)
     base = os.path.join(out_dir, label)
     fl = to_tflite(model, base + ".float32.tflite", "float")
     i8 = to_tflite(model, base + ".int8.tflite", "int8", x_calib)

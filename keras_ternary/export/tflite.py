@@ -29,6 +29,7 @@ import tensorflow as tf
 from keras_ternary.export.flatbuffer import WeightTensor, add_metadata, read_weight_tensors
 from keras_ternary.export.fold import ExportError, FoldedKernel, InferenceGraph, inference_model
 from keras_ternary.fileio import atomic_write
+from keras_ternary.fusion import without_fusion_bug
 
 __all__ = [
     "Agreement",
@@ -452,7 +453,7 @@ def compare_with_keras(
     batch_size: int = 100,
 ) -> Agreement:
     """Top-1 agreement (and accuracies if labels ``y`` are given) of Keras vs TFLite."""
-    ref = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    ref = np.asarray(without_fusion_bug(lambda: model.predict(x, batch_size=batch_size, verbose=0)))
     got = predict_tflite(tflite, x, batch_size=batch_size)
     return agreement(ref, got, y)
 
