@@ -73,6 +73,18 @@ class SweepResult:
     def complete(self) -> bool:
         return not (self.stopped or self.failed or self.pending)
 
+    def summary(self) -> str:
+        """The sweep's closing line."""
+        return (
+            f"sweep: {len(self.finished)} finished, {len(self.skipped)} skipped (already done), "
+            f"{len(self.stopped)} stopped, {len(self.pending)} pending, {len(self.failed)} failed"
+        )
+
+
+def failure_message(sweep_name: str, run_name: str, reason: str) -> str:
+    """The one stderr line that reports a failed run of a sweep."""
+    return f"error: sweep {sweep_name}: run {run_name}: {reason}"
+
 
 def _dotted(mapping: Mapping[str, Any], where: str) -> list[str]:
     """Turn ``{"a.b": 1}`` into override strings, rejecting non-mapping input."""
@@ -207,9 +219,9 @@ def run_sweep(
         except Exception as exc:  # one failing run must not lose the rest of the sweep
             log(f"{header}: FAILED: {exc}")
             if isinstance(exc, user_errors):  # the reason is the whole story: one line
-                error_log(f"error: sweep {sweep_name}: run {run.name}: {exc}")
+                error_log(failure_message(sweep_name, run.name, str(exc)))
             else:
-                error_log(f"error: sweep {sweep_name}: run {run.name}: {type(exc).__name__}: {exc}")
+                error_log(failure_message(sweep_name, run.name, f"{type(exc).__name__}: {exc}"))
                 log(traceback.format_exc(limit=3))
             result.failed.append(run.name)
             if not keep_going:
@@ -221,10 +233,7 @@ def run_sweep(
             result.finished.append(run.name)
         else:
             result.stopped.append(run.name)
-    log(
-        f"sweep: {len(result.finished)} finished, {len(result.skipped)} skipped (already done), "
-        f"{len(result.stopped)} stopped, {len(result.pending)} pending, {len(result.failed)} failed"
-    )
+    log(result.summary())
     return result
 
 

@@ -41,7 +41,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ _compat.ensure_legacy_keras()
 import tensorflow as tf  # noqa: E402
 
 from keras_ternary import data as data_lib  # noqa: E402
+from keras_ternary import distribute  # noqa: E402
 from keras_ternary.callbacks import DeltaGrowth  # noqa: E402
 from keras_ternary.config import (  # noqa: E402
     ConfigError,
@@ -344,6 +345,7 @@ def _remove_stale_temp_files(run_dir: Path) -> list[Path]:
 def _comparable(config: TrainConfig) -> dict[str, Any]:
     values = config.to_dict()
     values.pop("out_dir")
+    values.pop("strategy")  # a run may be resumed on other devices (same global batch)
     return values
 
 
@@ -586,6 +588,7 @@ def train(
     """
     config.validate()
     log = log or _print
+    strategy = distribute.make_strategy(config.strategy)  # multiworker: before any TF op
     run_dir = config.run_dir
     status = _check_run_dir(config, resume)
     if status == "finished":
@@ -609,15 +612,22 @@ def train(
             d.source, d.dir, d.tfds_dir, d.download, d.train_size, d.test_size, seed=0
         )
     log(f"data: {data.describe()}")
-    if status == "partial":
-        model = _load_checkpoint(run_dir / LAST_CKPT)
-        if model.optimizer is None:
-            raise RunError(
-                f"checkpoint {run_dir / LAST_CKPT} holds no optimizer state (saved without the "
-                "optimizer), so the run cannot be resumed exactly; start a new run"
-            )
-    else:
-        model = build_model(config, data)
+    with strategy.scope():
+        if status == "partial":
+            model = _load_checkpoint(run_dir / LAST_CKPT)
+            if model.optimizer is None:
+                raise RunError(
+                    f"checkpoint {run_dir / LAST_CKPT} holds no optimizer state (saved without "
+                    "the optimizer), so the run cannot be resumed exactly; start a new run"
+                )
+        else:
+            model = build_model(config, data)
+    distribute.prepare_model(model, strategy)
+    if config.strategy != "default":
+        log(distribute.describe(strategy, config.strategy))
+    if not distribute.is_chief(strategy):  # read the shared run directory, write elsewhere
+        config = replace(config, out_dir=str(distribute.output_dir(run_dir, strategy)))
+        run_dir = config.run_dir
     schedule = make_lr_schedule(config, len(data.y_train))
     if _optimizer_schedule_config(model) != schedule.get_config():
         raise RunError(
@@ -648,13 +658,18 @@ def train(
         )
     if start < config.epochs:
         model.fit(
-            data_lib.make_train_dataset(
-                data, config.batch_size, config.seed, start, config.epochs, config.data.augment
+            distribute.shard_dataset(
+                data_lib.make_train_dataset(
+                    data, config.batch_size, config.seed, start, config.epochs, config.data.augment
+                ),
+                strategy,
             ),
             epochs=config.epochs,
             initial_epoch=start,
             steps_per_epoch=data_lib.steps_per_epoch(len(data.y_train), config.batch_size),
-            validation_data=data_lib.make_eval_dataset(data, config.batch_size),
+            validation_data=distribute.shard_dataset(
+                data_lib.make_eval_dataset(data, config.batch_size), strategy
+            ),
             callbacks=callbacks,
             verbose=verbose,
         )
