@@ -213,8 +213,15 @@ def check_shared_dir(
 
 
 # --------------------------------------------------------------------------- one run (worker)
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: SIGTERM this child when the Ray worker that started it dies."""
+_CHILD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Let the child be interrupted (Ray workers block and ignore SIGINT, which a child inherits)
+    and, on Linux, SIGTERM it when the Ray worker that started it dies."""
+    for sig in _CHILD_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _CHILD_SIGNALS)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -251,7 +258,7 @@ def _run_on_worker(
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            preexec_fn=_die_with_parent,
+            preexec_fn=_child_setup,
         )
         tail: collections.deque[str] = collections.deque(maxlen=50)
         reader = threading.Thread(target=_relay, args=(child, name, tail), daemon=True)
