@@ -38,7 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from keras_ternary.config import dump_yaml
-from keras_ternary.sweep import SweepResult, SweepRun, SweepStopped, failure_message
+from keras_ternary.sweep import (
+    SweepResult,
+    SweepRun,
+    SweepStopped,
+    failure_message,
+    runs_to_do,
+)
 
 __all__ = [
     "ClusterError",
@@ -375,13 +381,7 @@ def _submit_and_collect(
         num_cpus=need.cpus, num_gpus=need.gpus, max_retries=3, retry_exceptions=False
     )
     pending: dict[Any, tuple[str, SweepRun]] = {}
-    for i, run in enumerate(runs, start=1):
-        header = f"[{i}/{len(runs)}] {run.name}"
-        status = run_status(run.config.run_dir)
-        if status == "finished":
-            log(f"{header}: finished, skipped")
-            result.skipped.append(run.name)
-            continue
+    for header, run, status in runs_to_do(runs, result, log):
         what = "resuming" if status == "partial" else "starting"
         log(f"{header}: {what} in {run.config.run_dir} (Ray task, {need.describe()})")
         ref = task.remote(run.name, dump_yaml(run.config), os.getcwd(), deadline, need.cpus)

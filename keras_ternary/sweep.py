@@ -26,7 +26,7 @@ import itertools
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,6 +167,24 @@ def load_sweep(
     return expand_sweep(spec, path.parent, out_root, overrides, default_name=path.stem)
 
 
+def runs_to_do(
+    runs: list[SweepRun], result: SweepResult, log: Callable[[str], None]
+) -> Iterator[tuple[str, SweepRun, str]]:
+    """``(header, run, status)`` of every run not finished yet; finished ones are logged and
+    recorded as skipped in ``result`` (``status`` is that of
+    :func:`keras_ternary.training.run_status`)."""
+    from keras_ternary.training import run_status
+
+    for i, run in enumerate(runs, start=1):
+        header = f"[{i}/{len(runs)}] {run.name}"
+        status = run_status(run.config.run_dir)
+        if status == "finished":
+            log(f"{header}: finished, skipped")
+            result.skipped.append(run.name)
+        else:
+            yield header, run, status
+
+
 def run_sweep(
     runs: list[SweepRun],
     *,
@@ -189,20 +207,14 @@ def run_sweep(
     also logs its traceback.
     """
     from keras_ternary.data import DataError
-    from keras_ternary.training import RunError, run_status
+    from keras_ternary.training import RunError
 
     user_errors = (ConfigError, DataError, RunError)
     if train_fn is None:
         from keras_ternary.training import train as train_fn
     result = SweepResult()
     start = time.monotonic()
-    for i, run in enumerate(runs, start=1):
-        header = f"[{i}/{len(runs)}] {run.name}"
-        status = run_status(run.config.run_dir)
-        if status == "finished":
-            log(f"{header}: finished, skipped")
-            result.skipped.append(run.name)
-            continue
+    for header, run, status in runs_to_do(runs, result, log):
         remaining = None if time_limit is None else time_limit - (time.monotonic() - start)
         if remaining is not None and remaining <= 0:
             result.pending.append(run.name)
