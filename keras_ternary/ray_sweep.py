@@ -220,6 +220,8 @@ def check_shared_dir(
 
 # --------------------------------------------------------------------------- one run (worker)
 _CHILD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Exit statuses of a child that was interrupted (``train``'s 130, or killed by the signal).
+_INTERRUPTED = (130, -signal.SIGINT, -signal.SIGTERM)
 
 
 def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -244,7 +246,7 @@ def _run_on_worker(
     """
     started = time.time()
     node = os.uname().nodename
-    if deadline is not None and deadline - started <= 0:
+    if deadline is not None and deadline - started < 1:
         return {"status": "pending", "node": node}
     with tempfile.TemporaryDirectory(prefix="keras-ternary-") as tmp:
         config_file = Path(tmp) / "config.yaml"
@@ -422,6 +424,8 @@ def _outcome(
         return "failed", f"Ray task lost: {type(exc).__name__}: {_one_line(exc)[:300]}"
     if answer["status"] == "pending":
         return "pending", ""
+    if answer["returncode"] in _INTERRUPTED:  # e.g. Ctrl-C reached the child directly
+        return ("stopped" if run_status(run.config.run_dir) != "new" else "pending"), ""
     if answer["returncode"] != 0:
         return "failed", answer["error"]
     finished = run_status(run.config.run_dir) == "finished"
