@@ -517,9 +517,9 @@ register_subcommand(
     "run a grid of configurations; finished runs are skipped",
     _sweep_arguments,
     _run_sweep,
-    description="Run every configuration of a sweep file one after the other. Finished runs "
-    "(summary.json) are skipped and partial runs resumed, so the same command continues an "
-    "interrupted sweep.",
+    description="Run every configuration of a sweep file one after the other (or, with --ray, "
+    "as tasks on a Ray cluster). Finished runs (summary.json) are skipped and partial runs "
+    "resumed, so the same command continues an interrupted sweep.",
 )
 register_subcommand(
     "report",
