@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -93,6 +94,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def _add_run_control(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--verbose",
@@ -150,6 +161,12 @@ _TRAIN_SHORTCUTS: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
     ("--train-size", "data.train_size", int, "use only the first N training images"),
     ("--test-size", "data.test_size", int, "use only the first N test images"),
 )
+
+
+def _strategies() -> tuple[str, ...]:
+    from keras_ternary.config import STRATEGIES  # light: no TensorFlow
+
+    return STRATEGIES
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
@@ -240,6 +257,13 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print the resolved configuration as YAML and exit without training",
     )
+    parser.add_argument(
+        "--strategy",
+        choices=_strategies(),
+        help="tf.distribute strategy [strategy]: default (one device), mirrored (every GPU of "
+        "this machine), multiworker (the machines in TF_CONFIG; only the chief writes the run "
+        "directory). batch_size stays the global batch. Also allowed with --resume RUN_DIR",
+    )
     _add_run_control(parser)
 
 
@@ -264,6 +288,8 @@ def _run_train(args: argparse.Namespace) -> int:
         config.out_dir = args.resume
     else:
         config = load_config(args.config, overrides)
+    if args.strategy:  # not part of the run's identity: a run may resume on other devices
+        config.strategy = args.strategy
     if args.print_config:
         print(dump_yaml(config), end="")
         return 0
@@ -404,6 +430,29 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="stop the sweep at the first failing run (default: report it and go on)",
     )
+    cluster = parser.add_argument_group(
+        "on a Ray cluster (needs the 'cluster' extra; see docs/distributed.md)"
+    )
+    cluster.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run every run as a Ray task: 'local' (start Ray on this machine), 'auto' (the "
+        "cluster of this node, or RAY_ADDRESS), 'ray://HOST:PORT' (Ray client) or a head "
+        "node's HOST:PORT. --out-root must be shared storage at the same path on every node",
+    )
+    cluster.add_argument(
+        "--gpus-per-run",
+        type=_non_negative_float,
+        metavar="N",
+        help="GPUs of each run's task (default: 1 when the cluster has GPUs, else 0)",
+    )
+    cluster.add_argument(
+        "--cpus-per-run",
+        type=_positive_float,
+        metavar="N",
+        help="CPUs of each run's task (default: with GPUs, a GPU node's CPUs per GPU; without, "
+        "a node's CPUs split into runs of at most 8)",
+    )
     _add_run_control(parser)
 
 
@@ -411,10 +460,13 @@ def _run_sweep(args: argparse.Namespace) -> int:
     from keras_ternary.sweep import SweepStopped, load_sweep, run_sweep
     from keras_ternary.training import run_status
 
+    if args.ray is None and (args.gpus_per_run is not None or args.cpus_per_run is not None):
+        raise CliError("--gpus-per-run and --cpus-per-run need --ray ADDRESS")
     overrides = list(args.set)
     if args.data_dir:
         overrides.append(f"data.dir={_yaml_value(args.data_dir)}")
-    name, runs = load_sweep(args.sweep, args.out_root, overrides)
+    out_root = os.path.abspath(args.out_root) if args.ray else args.out_root  # same on workers
+    name, runs = load_sweep(args.sweep, out_root, overrides)
     if args.only:
         runs = [r for r in runs if any(text in r.name for text in args.only)]
         if not runs:
@@ -423,14 +475,29 @@ def _run_sweep(args: argparse.Namespace) -> int:
         for run in runs:
             print(f"{run_status(run.config.run_dir):9s} {run.config.run_dir}")
         return 0
+    time_limit = None if args.time_limit is None else 60.0 * args.time_limit
     try:
-        result = run_sweep(
-            runs,
-            time_limit=None if args.time_limit is None else 60.0 * args.time_limit,
-            verbose=args.verbose,
-            keep_going=not args.stop_on_error,
-            sweep_name=name,
-        )
+        if args.ray:
+            from keras_ternary.ray_sweep import run_sweep_on_ray
+
+            result = run_sweep_on_ray(
+                runs,
+                address=args.ray,
+                out_root=os.path.join(out_root, name),
+                cpus_per_run=args.cpus_per_run,
+                gpus_per_run=args.gpus_per_run,
+                time_limit=time_limit,
+                keep_going=not args.stop_on_error,
+                sweep_name=name,
+            )
+        else:
+            result = run_sweep(
+                runs,
+                time_limit=time_limit,
+                verbose=args.verbose,
+                keep_going=not args.stop_on_error,
+                sweep_name=name,
+            )
     except SweepStopped:  # run_sweep reported the failing run on stderr
         return 1
     return 1 if result.failed else 0
@@ -455,7 +522,6 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    import os
     from pathlib import Path
 
     from keras_ternary.fileio import check_not_input
@@ -519,9 +585,9 @@ register_subcommand(
     "run a grid of configurations; finished runs are skipped",
     _sweep_arguments,
     _run_sweep,
-    description="Run every configuration of a sweep file one after the other. Finished runs "
-    "(summary.json) are skipped and partial runs resumed, so the same command continues an "
-    "interrupted sweep.",
+    description="Run every configuration of a sweep file one after the other (or, with --ray, "
+    "as tasks on a Ray cluster). Finished runs (summary.json) are skipped and partial runs "
+    "resumed, so the same command continues an interrupted sweep.",
 )
 register_subcommand(
     "report",
@@ -628,6 +694,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("keras_ternary.data", "DataError"),
         ("keras_ternary.training", "RunError"),
         ("keras_ternary.modelfile", "ModelFileError"),
+        ("keras_ternary.ray_sweep", "ClusterError"),
     ):
         if module in sys.modules:
             found.append(getattr(sys.modules[module], name))

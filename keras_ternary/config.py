@@ -25,6 +25,8 @@ are the paper's recipe). ``extends: other.yaml`` merges the file onto another on
                 lr_boundaries: [101, 142, 184, 220]}
     out_dir: null             # default runs/<name>
     tensorboard: true
+    strategy: default         # tf.distribute: default, mirrored or multiworker (TF_CONFIG);
+                              #   batch_size stays the global batch (keras_ternary.distribute)
 
 Overrides are ``dotted.key=value`` strings whose value is parsed as YAML
 (``ternary.delta0=0.05``, ``model.quantizer=binary``, ``snapshot_epochs=[50,100]``).
@@ -79,6 +81,7 @@ QUANTIZERS = ("ternary", "binary", "float")
 REGIME_NAMES = ("fixed", *REGIMES)
 DATA_SOURCES = ("auto", "cifar10_dir", "tfds", "shapes10")
 OPTIMIZERS = ("adam",)
+STRATEGIES = ("default", "mirrored", "multiworker")
 
 #: Largest value of each size-like key: far above any sensible run, small enough that a
 #: typo (an extra digit, 1e300) fails at once instead of hanging or exhausting memory.
@@ -164,6 +167,7 @@ class TrainConfig:
     snapshot_epochs: list[float] = field(default_factory=lambda: [100.0])
     out_dir: str | None = None
     tensorboard: bool = True
+    strategy: str = "default"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     ternary: TernaryConfig = field(default_factory=TernaryConfig)
@@ -234,6 +238,7 @@ class TrainConfig:
             "snapshot_epochs",
             f"at most {LIMITS['snapshot_epochs']} finite paper epochs > 0",
         )
+        _check(self.strategy in STRATEGIES, "strategy", f"one of {', '.join(STRATEGIES)}")
         d = self.data
         _check(d.source in DATA_SOURCES, "data.source", f"one of {', '.join(DATA_SOURCES)}")
         for key in ("train_size", "test_size"):

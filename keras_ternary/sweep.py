@@ -26,7 +26,7 @@ import itertools
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,18 @@ class SweepResult:
     @property
     def complete(self) -> bool:
         return not (self.stopped or self.failed or self.pending)
+
+    def summary(self) -> str:
+        """The sweep's closing line."""
+        return (
+            f"sweep: {len(self.finished)} finished, {len(self.skipped)} skipped (already done), "
+            f"{len(self.stopped)} stopped, {len(self.pending)} pending, {len(self.failed)} failed"
+        )
+
+
+def failure_message(sweep_name: str, run_name: str, reason: str) -> str:
+    """The one stderr line that reports a failed run of a sweep."""
+    return f"error: sweep {sweep_name}: run {run_name}: {reason}"
 
 
 def _dotted(mapping: Mapping[str, Any], where: str) -> list[str]:
@@ -162,6 +174,24 @@ def load_sweep(
     return expand_sweep(spec, path.parent, out_root, overrides, default_name=path.stem)
 
 
+def runs_to_do(
+    runs: list[SweepRun], result: SweepResult, log: Callable[[str], None]
+) -> Iterator[tuple[str, SweepRun, str]]:
+    """``(header, run, status)`` of every run not finished yet; finished ones are logged and
+    recorded as skipped in ``result`` (``status`` is that of
+    :func:`keras_ternary.training.run_status`)."""
+    from keras_ternary.training import run_status
+
+    for i, run in enumerate(runs, start=1):
+        header = f"[{i}/{len(runs)}] {run.name}"
+        status = run_status(run.config.run_dir)
+        if status == "finished":
+            log(f"{header}: finished, skipped")
+            result.skipped.append(run.name)
+        else:
+            yield header, run, status
+
+
 def run_sweep(
     runs: list[SweepRun],
     *,
@@ -184,20 +214,14 @@ def run_sweep(
     also logs its traceback.
     """
     from keras_ternary.data import DataError
-    from keras_ternary.training import RunError, run_status
+    from keras_ternary.training import RunError
 
     user_errors = (ConfigError, DataError, RunError)
     if train_fn is None:
         from keras_ternary.training import train as train_fn
     result = SweepResult()
     start = time.monotonic()
-    for i, run in enumerate(runs, start=1):
-        header = f"[{i}/{len(runs)}] {run.name}"
-        status = run_status(run.config.run_dir)
-        if status == "finished":
-            log(f"{header}: finished, skipped")
-            result.skipped.append(run.name)
-            continue
+    for header, run, status in runs_to_do(runs, result, log):
         remaining = None if time_limit is None else time_limit - (time.monotonic() - start)
         if remaining is not None and remaining <= 0:
             result.pending.append(run.name)
@@ -214,9 +238,9 @@ def run_sweep(
         except Exception as exc:  # one failing run must not lose the rest of the sweep
             log(f"{header}: FAILED: {exc}")
             if isinstance(exc, user_errors):  # the reason is the whole story: one line
-                error_log(f"error: sweep {sweep_name}: run {run.name}: {exc}")
+                error_log(failure_message(sweep_name, run.name, str(exc)))
             else:
-                error_log(f"error: sweep {sweep_name}: run {run.name}: {type(exc).__name__}: {exc}")
+                error_log(failure_message(sweep_name, run.name, f"{type(exc).__name__}: {exc}"))
                 log(traceback.format_exc(limit=3))
             result.failed.append(run.name)
             if not keep_going:
@@ -228,10 +252,7 @@ def run_sweep(
             result.finished.append(run.name)
         else:
             result.stopped.append(run.name)
-    log(
-        f"sweep: {len(result.finished)} finished, {len(result.skipped)} skipped (already done), "
-        f"{len(result.stopped)} stopped, {len(result.pending)} pending, {len(result.failed)} failed"
-    )
+    log(result.summary())
     return result
 
 

@@ -40,6 +40,7 @@ A loss that becomes NaN or infinite stops training at once: nothing of that epoc
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -61,7 +62,7 @@ _compat.ensure_legacy_keras()
 import tensorflow as tf  # noqa: E402
 
 from keras_ternary import data as data_lib  # noqa: E402
-from keras_ternary import rundir  # noqa: E402
+from keras_ternary import distribute, rundir  # noqa: E402
 from keras_ternary.callbacks import DeltaGrowth  # noqa: E402
 from keras_ternary.config import (  # noqa: E402
     ConfigError,
@@ -361,6 +362,7 @@ def _open_run_dir(
 def _comparable(config: TrainConfig) -> dict[str, Any]:
     values = config.to_dict()
     values.pop("out_dir")
+    values.pop("strategy")  # a run may be resumed on other devices (same global batch)
     return values
 
 
@@ -628,6 +630,7 @@ def train(
     """
     config.validate()
     log = log or _print
+    strategy = distribute.make_strategy(config.strategy)  # multiworker: before any TF op
     run_dir = config.run_dir
     status = _check_run_dir(config, resume, force_new)
     if status == "finished":
@@ -648,15 +651,25 @@ def train(
             d.source, d.dir, d.tfds_dir, d.download, d.train_size, d.test_size, seed=0
         )
     log(f"data: {data.describe()}")
-    if status == "partial":
-        model = _load_checkpoint(run_dir / LAST_CKPT, safe_mode)
-        if model.optimizer is None:
-            raise RunError(
-                f"checkpoint {run_dir / LAST_CKPT} holds no optimizer state (saved without the "
-                "optimizer), so the run cannot be resumed exactly; start a new run"
-            )
-    else:
-        model = build_model(config, data)
+    with strategy.scope():
+        if status == "partial":
+            model = _load_checkpoint(run_dir / LAST_CKPT, safe_mode)
+            if model.optimizer is None:
+                raise RunError(
+                    f"checkpoint {run_dir / LAST_CKPT} holds no optimizer state (saved without "
+                    "the optimizer), so the run cannot be resumed exactly; start a new run"
+                )
+        else:
+            model = build_model(config, data)
+    distribute.prepare_model(model, strategy)
+    if config.strategy != "default":
+        log(distribute.describe(strategy, config.strategy))
+    chief = distribute.is_chief(strategy)
+    if not chief:  # read the shared run directory, write into a private temporary one
+        config = dataclasses.replace(
+            config, out_dir=str(distribute.output_dir(run_dir, strategy))
+        )
+        run_dir = config.run_dir
     schedule = make_lr_schedule(config, len(data.y_train))
     if _optimizer_schedule_config(model) != schedule.get_config():
         raise RunError(
@@ -665,7 +678,10 @@ def train(
         )
     if status == "partial":
         _check_lr_history(config, schedule, rows)
-    lock = _open_run_dir(config, status, resume, force_new, created_by, log, replace)
+    if chief:
+        lock = _open_run_dir(config, status, resume, force_new, created_by, log, replace)
+    else:  # its private directory is new (and deleted when the process ends)
+        lock = _open_run_dir(config, "new", False, False, created_by, log)
     try:
         return _train_locked(
             config, status, model, data, schedule, state, rows, stop_after, time_limit, verbose, log
@@ -741,15 +757,24 @@ def _fit(
     start: int,
     callbacks: list[tf.keras.callbacks.Callback],
 ) -> None:
-    """``model.fit`` from epoch ``start`` to ``config.epochs`` (silent: callbacks report)."""
+    """``model.fit`` from epoch ``start`` to ``config.epochs`` (silent: callbacks report).
+
+    Under ``multiworker`` (the model's strategy) the batches are sharded across workers.
+    """
+    strategy = model.distribute_strategy
     model.fit(
-        data_lib.make_train_dataset(
-            data, config.batch_size, config.seed, start, config.epochs, config.data.augment
+        distribute.shard_dataset(
+            data_lib.make_train_dataset(
+                data, config.batch_size, config.seed, start, config.epochs, config.data.augment
+            ),
+            strategy,
         ),
         epochs=config.epochs,
         initial_epoch=start,
         steps_per_epoch=data_lib.steps_per_epoch(len(data.y_train), config.batch_size),
-        validation_data=data_lib.make_eval_dataset(data, config.batch_size),
+        validation_data=distribute.shard_dataset(
+            data_lib.make_eval_dataset(data, config.batch_size), strategy
+        ),
         callbacks=callbacks,
         verbose=0,  # our own line per epoch (and a bar on a terminal), see progress.py
     )

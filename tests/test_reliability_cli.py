@@ -494,6 +494,20 @@ CLI_CASES: tuple[CliCase, ...] = (
         ["label 200 out of range"],
     ),
     _c("train-data-source", "train", "--data foo", f"train {_TINY} --data foo", ["data.source"]),
+    _c(
+        "train-strategy-unknown",
+        "train",
+        "--strategy foo",
+        f"train {_TINY} --strategy foo --out {{ws}}/o",
+        ["--strategy", "invalid choice"],
+    ),
+    _c(
+        "train-multiworker-no-tf-config",
+        "train",
+        "--strategy multiworker without TF_CONFIG",
+        f"train {_TINY} --strategy multiworker --out {{ws}}/o",
+        ["strategy multiworker needs the TF_CONFIG environment variable"],
+    ),
     # --- sweep --------------------------------------------------------------------------------
     _c(
         "sweep-missing",
@@ -501,6 +515,13 @@ CLI_CASES: tuple[CliCase, ...] = (
         "sweep file does not exist",
         "sweep {ws}/nothere.yaml",
         ["nothere.yaml not found"],
+    ),
+    _c(
+        "sweep-resources-without-ray",
+        "sweep",
+        "--cpus-per-run without --ray",
+        "sweep {ws}/cfg/sweep_ok.yaml --cpus-per-run 2",
+        ["--gpus-per-run and --cpus-per-run need --ray"],
     ),
     _c(
         "sweep-not-sweep",
