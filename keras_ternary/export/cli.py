@@ -265,7 +265,7 @@ def run(args) -> int:
     from keras_ternary.fileio import check_not_input
 
     inputs = {"the model": args.model}
-    if args.representative.endswith(".npy"):
+    if args.representative and args.representative.endswith(".npy"):
         inputs["the --representative file"] = args.representative
     try:
         check_not_input(args.out, inputs)
