@@ -53,6 +53,8 @@ CHATTER = re.compile(
             r"compiler flags\.$",
             rf"^E\d{{4}} {_NATIVE}failed call to cuInit: ",
             rf"^E\d{{4}} {_NATIVE}Unable to register cu(DNN|FFT|BLAS) factory: ",
+            # the TFLite calibrator's summary line, printed by every int8/int16x8 conversion
+            r"^fully_quantize: \d+, inference_type: \d+, input_inference_type: ",
         )
     )
 )

@@ -193,7 +193,7 @@ def convert(
     elif io_dtype not in (None, "float32"):
         raise ExportError("mode='float' has float32 inputs and outputs")
     try:
-        return converter.convert()
+        return _convert_quietly(converter)
     except ExportError:
         raise
     except Exception as exc:  # converter errors are long; keep the first informative line
@@ -475,3 +475,21 @@ def agreement(ref: np.ndarray, got: np.ndarray, y: np.ndarray | None = None) -> 
         top2 = np.sort(ref, axis=-1)[:, -2:]
         close = float(np.mean(top2[:, 1] - top2[:, 0] < 2 * rms))
     return Agreement(len(ref), agree, float(np.max(np.abs(diff))), acc_k, acc_t, rms, close)
+
+
+def _convert_quietly(converter) -> bytes:
+    """``converter.convert()`` without the converter's routine stderr lines and warning.
+
+    Native log lines and the calibrator's summary go through :func:`tflog.filtered_stderr`
+    (``KERAS_TERNARY_TF_LOG=1`` shows them); TensorFlow's warning that int8 inputs come without
+    input statistics is expected: the int8 input's scale and zero point are stored in the file.
+    """
+    import contextlib
+    import warnings
+
+    from keras_ternary import tflog
+
+    quiet = contextlib.nullcontext() if tflog.tf_log_requested() else tflog.filtered_stderr()
+    with quiet, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
+        return converter.convert()
