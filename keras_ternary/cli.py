@@ -664,7 +664,7 @@ _load_extensions()
 
 # --------------------------------------------------------------------------- main
 #: Subcommands that never import TensorFlow.
-_WITHOUT_TENSORFLOW = frozenset({"configs"})
+_WITHOUT_TENSORFLOW = frozenset({"configs", "report"})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 __all__ = [
     "SIZE_LIMITS",
+    "atomic_write_text",
     "InputFileError",
     "UnreadableFileError",
     "WriteError",
@@ -283,6 +284,12 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     atomic_write_with(path, write)
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write` of ``text``, creating the parent directories first."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, text)
+
+
 class UnreadableFileError(OSError):
     """Reading a file crashed or hung a child process: the file is corrupt."""
 
@@ -292,6 +299,7 @@ class UnreadableFileError(OSError):
 _READ_HDF5 = """
 import sys
 import h5py
+
 
 def read(name, obj):
     for key in obj.attrs:

@@ -169,7 +169,7 @@ class RunRecord:
 
 # --------------------------------------------------------------------------- collecting
 def _read_history(path: Path) -> list[dict[str, float | None]]:
-    from keras_ternary.training import read_history
+    from keras_ternary.rundir import read_history
 
     return read_history(path)
 
@@ -181,7 +181,7 @@ def load_run(path: Path) -> RunRecord | None:
     """
     from keras_ternary.config import ConfigError, parse_yaml
     from keras_ternary.fileio import check_input_file
-    from keras_ternary.training import RunError
+    from keras_ternary.rundir import RunError
 
     config_path = path / "config.yaml"
     try:
@@ -683,7 +683,8 @@ def write_report(
     roots: Iterable[str | Path], out_dir: str | Path, include_partial: bool = False
 ) -> ReportResult:
     """Build every figure and table from the runs under ``roots`` into ``out_dir``."""
-    from keras_ternary.training import RunError, atomic_write_text
+    from keras_ternary.fileio import atomic_write_text
+    from keras_ternary.rundir import RunError
 
     roots = list(roots)
     out = Path(out_dir)

@@ -73,7 +73,7 @@ from keras_ternary.config import (  # noqa: E402
 from keras_ternary.fileio import (  # noqa: E402
     UnreadableFileError,
     WriteError,
-    atomic_write,
+    atomic_write_text,
     atomic_write_with,
     check_input_file,
     probe_hdf5,
@@ -131,13 +131,6 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------- atomic files
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, creating the parent directories."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, text)
-
-
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 

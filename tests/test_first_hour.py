@@ -251,3 +251,36 @@ def test_hw_sim_all_explains_fallback_compares_and_says_what_it_wrote(quickstart
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"wrote {out}: json report of {run / 'model.h5'} on bitwise"
     assert out.stat().st_size > 0
+
+
+def test_report_runs_without_tensorflow(tmp_path):
+    """``report`` reads run directories and draws figures: no TensorFlow import for that."""
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    from keras_ternary.config import dump_yaml, load_config
+
+    config = load_config(None, ["name=r", "epochs=2", "paper_epochs=2", "model.inflation=1"])
+    (run / "config.yaml").write_text(dump_yaml(config))
+    (run / "history.csv").write_text(
+        "epoch,paper_epoch,loss,accuracy,val_loss,val_accuracy,lr,delta,sparsity,entropy\n"
+        "1,1.0,2.0,0.3,1.9,0.35,0.005,0.1,0.8,0.9\n"
+    )
+    out = tmp_path / "rep"
+    proc = _run(
+        [
+            "-X",
+            "importtime",
+            "-m",
+            "keras_ternary",
+            "report",
+            str(tmp_path / "runs"),
+            "--out",
+            str(out),
+            "--include-partial",
+        ],
+        tmp_path,
+    )
+    imported = {ln.rsplit("|", 1)[-1].strip() for ln in proc.stderr.splitlines() if "|" in ln}
+    assert "keras_ternary.report" in imported
+    assert "tensorflow" not in imported
+    assert proc.returncode == 0 and (out / "epochs.md").is_file(), proc.stderr[-2000:]
