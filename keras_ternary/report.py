@@ -44,7 +44,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from keras_ternary.fileio import atomic_write_with, check_input_file  # noqa: E402
+from keras_ternary.fileio import (  # noqa: E402
+    atomic_write_text,
+    atomic_write_with,
+    check_input_file,
+)
+from keras_ternary.rundir import RunError, read_history  # noqa: E402
 
 __all__ = ["PAPER_TABLE1", "PAPER_TABLE2", "RunRecord", "collect_runs", "write_report"]
 
@@ -168,20 +173,12 @@ class RunRecord:
 
 
 # --------------------------------------------------------------------------- collecting
-def _read_history(path: Path) -> list[dict[str, float | None]]:
-    from keras_ternary.rundir import read_history
-
-    return read_history(path)
-
-
 def load_run(path: Path) -> RunRecord | None:
     """Read one run directory (None if its config.yaml does not describe a run).
 
     RunError for a run directory whose files cannot be read (not UTF-8, corrupt history.csv).
     """
     from keras_ternary.config import ConfigError, parse_yaml
-    from keras_ternary.fileio import check_input_file
-    from keras_ternary.rundir import RunError
 
     config_path = path / "config.yaml"
     try:
@@ -211,7 +208,7 @@ def load_run(path: Path) -> RunRecord | None:
                 "restore it, or move the run out of the report's directories"
             )
     snapshots = sorted((path / "snapshots").glob("epoch_*.json"))
-    return RunRecord(path, config, _read_history(path / "history.csv"), summary, snapshots)
+    return RunRecord(path, config, read_history(path / "history.csv"), summary, snapshots)
 
 
 def collect_runs(roots: Iterable[str | Path], include_partial: bool = False) -> list[RunRecord]:
@@ -683,9 +680,6 @@ def write_report(
     roots: Iterable[str | Path], out_dir: str | Path, include_partial: bool = False
 ) -> ReportResult:
     """Build every figure and table from the runs under ``roots`` into ``out_dir``."""
-    from keras_ternary.fileio import atomic_write_text
-    from keras_ternary.rundir import RunError
-
     roots = list(roots)
     out = Path(out_dir)
     runs = collect_runs(roots, include_partial)
