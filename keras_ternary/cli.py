@@ -717,7 +717,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import_tensorflow()
         from keras_ternary import _register_with_keras
 
-        _register_with_keras()  # left to here by `python -m` (see keras_ternary/__init__.py)
+        _register_with_keras()  # checks Keras 2, registers our classes (keras_ternary/__init__.py)
     try:
         return int(run(args) or 0)
     except Exception as exc:

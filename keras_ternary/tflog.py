@@ -92,15 +92,15 @@ def filtered_stderr() -> Iterator[None]:
 
 
 def import_tensorflow():
-    """``import tensorflow`` (selecting tf-keras) with its start-up chatter filtered."""
-    from keras_ternary._compat import select_legacy_keras
+    """``import tensorflow`` with its start-up chatter filtered.
 
+    Which Keras ``tf.keras`` becomes is not this module's business: importing it imports
+    :mod:`keras_ternary`, which selects tf-keras first (:mod:`keras_ternary._compat`).
+    """
     if "tensorflow" in sys.modules or tf_log_requested():
-        select_legacy_keras()
         import tensorflow as tf
 
         return tf
-    select_legacy_keras()
     with filtered_stderr():
         import tensorflow as tf
 
