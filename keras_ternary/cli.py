@@ -278,7 +278,8 @@ def _add_unsafe_load(parser: argparse.ArgumentParser, what: str) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     from keras_ternary.config import dump_yaml, load_config
-    from keras_ternary.training import load_run_config, train
+    from keras_ternary.rundir import load_run_config
+    from keras_ternary.training import train
 
     overrides = _overrides(args)
     if isinstance(args.resume, str):
@@ -374,7 +375,6 @@ def _quickstart_replaces(run_dir) -> bool:
     is touched.
     """
     from keras_ternary import rundir
-    from keras_ternary.training import load_run_config
 
     if not run_dir.is_dir() or not rundir.own_files(run_dir):
         return False
@@ -384,7 +384,7 @@ def _quickstart_replaces(run_dir) -> bool:
     if marker is not None:
         ours = marker.get("created_by") == "quickstart"
     else:
-        stored = load_run_config(run_dir)
+        stored = rundir.load_run_config(run_dir)
         ours = stored.name == "quickstart" and stored.data.source == "shapes10"
     if not ours:
         raise CliError(
@@ -457,8 +457,8 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
+    from keras_ternary.rundir import run_status
     from keras_ternary.sweep import SweepStopped, load_sweep, run_sweep
-    from keras_ternary.training import run_status
 
     if args.ray is None and (args.gpus_per_run is not None or args.cpus_per_run is not None):
         raise CliError("--gpus-per-run and --cpus-per-run need --ray ADDRESS")
@@ -693,7 +693,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     for module, name in (
         ("keras_ternary.config", "ConfigError"),
         ("keras_ternary.data", "DataError"),
-        ("keras_ternary.training", "RunError"),
+        ("keras_ternary.rundir", "RunError"),
         ("keras_ternary.modelfile", "ModelFileError"),
         ("keras_ternary.ray_sweep", "ClusterError"),
     ):

@@ -70,6 +70,7 @@ __all__ = [
     "TernaryConfig",
     "TrainConfig",
     "apply_overrides",
+    "check_name",
     "load_config",
     "load_mapping",
     "read_config_file",
@@ -212,11 +213,9 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every field; ConfigError naming the first offending key."""
-        from keras_ternary.rundir import RunError, check_name
-
         try:
             check_name(self.name, "name")
-        except RunError as exc:
+        except ConfigError as exc:
             raise ConfigError(f"invalid value for name: {exc}") from None
         for key, path in (
             ("out_dir", self.out_dir),
@@ -290,6 +289,25 @@ class TrainConfig:
         except ValueError as exc:
             raise ConfigError(f"optimizer: {exc}") from None
         return self
+
+
+def check_name(name: object, what: str) -> str:
+    """``name`` as one safe path component (run and sweep names), else ConfigError."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{what} must be a non-empty string, got {quote(name)}")
+    bad = (
+        "\0" in name
+        or "/" in name
+        or "\\" in name
+        or name in (".", "..")
+        or len(name.encode("utf-8", "surrogatepass")) > 255
+    )
+    if bad:
+        raise ConfigError(
+            f"{what} {quote(name)} is not a plain file name (no '/', '\\', NUL, '.' or '..', "
+            "at most 255 bytes): runs must stay inside their root directory"
+        )
+    return name
 
 
 def _finite_positive(value: float) -> bool:

@@ -337,7 +337,7 @@ def run_sweep_on_ray(
     pending, a running one stops at the end of the epoch that crosses it. KeyboardInterrupt
     cancels every task (each run stops where it is resumable) and propagates.
     """
-    from keras_ternary.training import run_status
+    from keras_ternary.rundir import run_status
 
     ray, started = connect(address)
     try:

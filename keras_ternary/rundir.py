@@ -30,14 +30,30 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from keras_ternary.fileio import atomic_write, check_input_file, fsync_directory, quote
+from keras_ternary.config import (
+    ConfigError,
+    TrainConfig,
+    config_from_dict,
+    dump_yaml,
+    read_config_file,
+)
+from keras_ternary.fileio import (
+    UnreadableFileError,
+    atomic_write,
+    atomic_write_text,
+    check_input_file,
+    fsync_directory,
+    probe_hdf5,
+    quote,
+)
 
 __all__ = [
     "FORMAT_VERSION",
+    "STATE_ATTR",
     "HISTORY_FIELDS",
     "LOCK_FILE",
     "MARKER_FILE",
@@ -45,17 +61,22 @@ __all__ = [
     "RunError",
     "RunLock",
     "acquire_lock",
+    "atomic_write_json",
+    "check_run_dir",
     "check_history",
-    "check_name",
     "check_resumable",
     "check_unlocked",
     "format_history",
     "is_run_dir",
+    "load_run_config",
     "model_fingerprint",
     "move_aside",
+    "open_run_dir",
+    "read_checkpoint_state",
     "read_history",
     "read_marker",
     "remove_own_files",
+    "run_identity",
     "run_status",
     "write_marker",
 ]
@@ -73,6 +94,9 @@ MARKER_FILE = ".keras_ternary_run"
 LOCK_FILE = ".keras_ternary_run.lock"
 FORMAT_NAME = "keras-ternary run directory"
 FORMAT_VERSION = 1
+#: HDF5 attribute of ``checkpoints/last.h5`` holding the run state (JSON: epochs_done,
+#: best_val_accuracy, best_epoch, wall_time_s and the configuration trained with)
+STATE_ATTR = "keras_ternary_run_state"
 
 #: Files and folders the project writes in a run directory (globs relative to it). Nothing
 #: else in a run directory is ever replaced, moved or removed.
@@ -117,26 +141,6 @@ _REQUIRED_CELLS = ("epoch", "paper_epoch", "loss", "accuracy", "lr", "epoch_time
 
 class RunError(RuntimeError):
     """A run directory cannot be used as asked; the message says why and what to do."""
-
-
-# --------------------------------------------------------------------------- names
-def check_name(name: object, what: str) -> str:
-    """``name`` as one safe path component (run and sweep names), else RunError."""
-    if not isinstance(name, str) or not name:
-        raise RunError(f"{what} must be a non-empty string, got {quote(name)}")
-    bad = (
-        "\0" in name
-        or "/" in name
-        or "\\" in name
-        or name in (".", "..")
-        or len(name.encode("utf-8", "surrogatepass")) > 255
-    )
-    if bad:
-        raise RunError(
-            f"{what} {quote(name)} is not a plain file name (no '/', '\\', NUL, '.' or '..', "
-            "at most 255 bytes): runs must stay inside their root directory"
-        )
-    return name
 
 
 # --------------------------------------------------------------------------- marker
@@ -573,3 +577,175 @@ def check_resumable(
                     f"{run_dir}: history.csv epoch {row['epoch']} has {key} {got:g} but "
                     f"config.yaml gives {value:g} (config edited?); {how}"
                 )
+
+
+# --------------------------------------------------------------------------- JSON files
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON via a temporary file (summary, statistics, snapshots)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+# --------------------------------------------------------------------------- configuration
+def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The configuration stored in a run directory (RunError if absent or invalid)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not os.path.lexists(path) and not os.path.lexists(Path(run_dir) / MARKER_FILE):
+        raise RunError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
+    try:
+        return config_from_dict(read_config_file(path))
+    except ConfigError as exc:
+        raise RunError(f"{path} is not a valid run configuration: {exc}") from None
+
+
+def run_identity(config: TrainConfig) -> dict[str, Any]:
+    """What makes two configurations the same run: all but where it is written and on
+    which devices it runs (a run may be resumed on others, with the same global batch)."""
+    values = config.to_dict()
+    values.pop("out_dir")
+    values.pop("strategy")
+    return values
+
+
+# --------------------------------------------------------------------------- checkpoint state
+def read_checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
+    """The run state stored in a checkpoint (the :data:`STATE_ATTR` attribute).
+
+    The whole file is first read in a child process (:func:`~keras_ternary.fileio.probe_hdf5`):
+    a corrupt checkpoint can crash the HDF5 library, which must not take this process along.
+    """
+    import h5py  # not at module level: reading histories and configs needs no HDF5
+
+    try:
+        probe_hdf5(path)
+    except UnreadableFileError as exc:
+        raise RunError(f"checkpoint {exc}") from None
+    try:
+        with h5py.File(path, "r") as handle:
+            state = json.loads(handle.attrs[STATE_ATTR])
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise RunError(f"checkpoint {path} is unreadable or lacks the run state ({exc})") from None
+    done = state.get("epochs_done") if isinstance(state, dict) else None
+    if isinstance(done, bool) or not isinstance(done, int) or done < 0:
+        raise RunError(
+            f"checkpoint {path} holds an invalid run state (no epochs_done >= 0): "
+            f"{json.dumps(state)[:200]}"
+        )
+    return state
+
+
+# --------------------------------------------------------------------------- opening
+def check_run_dir(config: TrainConfig, resume: bool, force_new: bool = False) -> str:
+    """Check the directory against the request (writing nothing); return its status.
+
+    "new" also for a run directory whose files ``force_new`` will move aside.
+    """
+    run_dir = config.run_dir
+    _check_directory_path(run_dir)
+    if not run_dir.is_dir():
+        return "new"
+    entries = [e for e in run_dir.iterdir() if e.name != LOCK_FILE]
+    if entries and not is_run_dir(run_dir):
+        raise RunError(
+            f"{run_dir} exists, is not empty and is not a run directory (no "
+            f"{MARKER_FILE}); nothing in it is touched: choose --out"
+        )
+    if not entries:
+        return "new"
+    read_marker(run_dir)  # a newer format is refused
+    check_unlocked(run_dir)
+    _check_writable(run_dir)
+    status = run_status(run_dir)
+    if force_new:
+        return "new"
+    if status == "new":
+        kept = [
+            p.relative_to(run_dir).as_posix()
+            for p in progress_files(run_dir)
+            if not p.relative_to(run_dir).as_posix().startswith(TENSORBOARD_DIR)
+        ]
+        if kept:
+            raise RunError(
+                f"{run_dir} holds results ({', '.join(kept[:3])}{', ...' if len(kept) > 3 else ''}"
+                f") but no {LAST_CKPT} to resume from; nothing was changed. To start over, add "
+                "--force-new (the old files are moved into a dated subfolder)"
+            )
+        return status
+    stored = load_run_config(run_dir)
+    if run_identity(stored) != run_identity(config):
+        raise RunError(
+            f"{run_dir} holds a run with a different configuration; resume it without "
+            "changing options (train --resume DIR) or choose another --out"
+        )
+    if not resume:
+        raise RunError(
+            f"{run_dir} already holds a {status} run; pass --resume to continue it, "
+            "--force-new to start over (the old files are moved aside), or choose another --out"
+        )
+    return status
+
+
+def _check_directory_path(run_dir: Path) -> None:
+    """RunError unless ``run_dir`` is, or can be created as, a directory."""
+    if "\0" in str(run_dir):
+        raise RunError(f"the run directory path contains a NUL byte: {str(run_dir)[:200]!r}")
+    for path in (run_dir, *run_dir.parents):
+        if os.path.lexists(path):
+            if not path.is_dir():
+                raise RunError(
+                    f"cannot use {run_dir} as run directory: {path} exists and is not a "
+                    "directory; choose another --out"
+                )
+            return
+
+
+def _check_writable(run_dir: Path) -> None:
+    """RunError if the run directory's folders cannot be written (before any epoch)."""
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / SNAPSHOT_DIR):
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            raise RunError(
+                f"cannot write to {folder}: permission denied; fix its permissions, then resume"
+            )
+
+
+def open_run_dir(
+    config: TrainConfig,
+    status: str,
+    resume: bool,
+    force_new: bool,
+    created_by: str,
+    log: Callable[[str], None],
+    replace: bool = False,
+) -> RunLock:
+    """Create and lock the run directory, check nothing changed since :func:`check_run_dir`
+    returned ``status``, then prepare it: move aside (or, with ``replace``, delete) the old
+    run's files for ``force_new``; write marker and config.yaml of a new run; delete the
+    temporary files a killed process left in a partial one."""
+    run_dir = config.run_dir
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from None
+    lock = acquire_lock(run_dir)
+    try:
+        if check_run_dir(config, resume, force_new) != status:
+            raise RunError(f"{run_dir} changed while the data was loading (another process?)")
+        if force_new and replace:
+            remove_own_files(run_dir)
+        elif force_new and own_files(run_dir):
+            aside = move_aside(run_dir)
+            log(f"moved the previous files of {run_dir} to {aside}")
+        if not os.path.lexists(run_dir / MARKER_FILE):  # new, or a run of an older version
+            write_marker(run_dir, created_by)
+        if status == "new":
+            atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(config))
+        else:
+            for path in stale_temp_files(run_dir):
+                path.unlink(missing_ok=True)
+                log(f"removed {path} (temporary file of an interrupted write)")
+    except OSError as exc:
+        lock.release()
+        raise RunError(f"cannot prepare run directory {run_dir}: {exc}") from None
+    except BaseException:
+        lock.release()
+        raise
+    return lock

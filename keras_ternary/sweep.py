@@ -35,13 +35,14 @@ from keras_ternary.config import (
     ConfigError,
     TrainConfig,
     apply_overrides,
+    check_name,
     config_from_dict,
     load_mapping,
     merge,
     parse_override,
     resolve_config_path,
 )
-from keras_ternary.rundir import RunError, check_name
+from keras_ternary.rundir import RunError, run_status
 
 __all__ = ["SweepResult", "SweepRun", "SweepStopped", "expand_sweep", "load_sweep", "run_sweep"]
 
@@ -119,10 +120,7 @@ def expand_sweep(
     sweep_name = spec.get("sweep") or default_name
     if isinstance(sweep_name, int | float):
         sweep_name = str(sweep_name)
-    try:
-        check_name(sweep_name, "sweep name")
-    except RunError as exc:
-        raise ConfigError(str(exc)) from None
+    check_name(sweep_name, "sweep name")
     base = spec.get("base") or {}
     if isinstance(base, str):
         base = load_mapping(resolve_config_path(base, relative_to=base_dir))
@@ -179,9 +177,7 @@ def runs_to_do(
 ) -> Iterator[tuple[str, SweepRun, str]]:
     """``(header, run, status)`` of every run not finished yet; finished ones are logged and
     recorded as skipped in ``result`` (``status`` is that of
-    :func:`keras_ternary.training.run_status`)."""
-    from keras_ternary.training import run_status
-
+    :func:`keras_ternary.rundir.run_status`)."""
     for i, run in enumerate(runs, start=1):
         header = f"[{i}/{len(runs)}] {run.name}"
         status = run_status(run.config.run_dir)
@@ -214,7 +210,6 @@ def run_sweep(
     also logs its traceback.
     """
     from keras_ternary.data import DataError
-    from keras_ternary.training import RunError
 
     user_errors = (ConfigError, DataError, RunError)
     if train_fn is None:

@@ -44,15 +44,11 @@ import dataclasses
 import importlib.util
 import json
 import math
-import os
-import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from keras_ternary import _compat
@@ -64,56 +60,37 @@ import tensorflow as tf  # noqa: E402
 from keras_ternary import data as data_lib  # noqa: E402
 from keras_ternary import distribute, rundir  # noqa: E402
 from keras_ternary.callbacks import DeltaGrowth  # noqa: E402
-from keras_ternary.config import (  # noqa: E402
-    ConfigError,
-    TrainConfig,
-    config_from_dict,
-    dump_yaml,
-)
-from keras_ternary.fileio import (  # noqa: E402
-    UnreadableFileError,
-    WriteError,
-    atomic_write_text,
-    atomic_write_with,
-    check_input_file,
-    probe_hdf5,
-)
+from keras_ternary.config import TrainConfig  # noqa: E402
+from keras_ternary.fileio import WriteError, check_input_file  # noqa: E402
 from keras_ternary.modelfile import ModelFileError, check_model_file, h5_model_config  # noqa: E402
 from keras_ternary.models import resnet20_star  # noqa: E402
 from keras_ternary.progress import TerminalProgress, wants_progress_bar  # noqa: E402
+from keras_ternary.run_callbacks import (  # noqa: E402
+    CheckpointWriter,
+    EpochMetrics,
+    EpochReport,
+    HistoryWriter,
+    RunProgress,
+    SessionLimit,
+    SnapshotWriter,
+    StopOnNonFiniteLoss,
+    atomic_save_model,
+)
 from keras_ternary.rundir import (  # noqa: E402
-    BEST_CKPT,
-    CONFIG_FILE,
     FINAL_MODEL,
-    HISTORY_FIELDS,
     HISTORY_FILE,
     LAST_CKPT,
-    SNAPSHOT_DIR,
     STATS_FILE,
     SUMMARY_FILE,
     TENSORBOARD_DIR,
     RunError,
-    format_history,
-    read_history,
-    run_status,
+    atomic_write_json,
 )
-from keras_ternary.saving import TRAINING_DATA_ATTR, training_data_record  # noqa: E402
+from keras_ternary.saving import training_data_record  # noqa: E402
 from keras_ternary.schedules import EpochPiecewiseSchedule  # noqa: E402
 from keras_ternary.stats import ternary_stats  # noqa: E402
 
-__all__ = [
-    "HISTORY_FIELDS",
-    "LossNotFiniteError",
-    "RunError",
-    "RunResult",
-    "atomic_write_text",
-    "build_model",
-    "read_history",
-    "run_status",
-    "train",
-]
-
-STATE_ATTR = "keras_ternary_run_state"
+__all__ = ["LossNotFiniteError", "RunError", "RunResult", "build_model", "train"]
 
 
 class LossNotFiniteError(RunError):
@@ -130,148 +107,7 @@ class RunResult:
     summary: dict[str, Any] | None
 
 
-# --------------------------------------------------------------------------- atomic files
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def atomic_save_model(
-    model: tf.keras.Model,
-    path: str | os.PathLike,
-    include_optimizer: bool,
-    state: dict[str, Any] | None = None,
-    data: dict[str, Any] | None = None,
-) -> None:
-    """Save ``model`` as HDF5 via a temporary file; ``state`` and ``data`` (the training-data
-    record, :data:`keras_ternary.saving.TRAINING_DATA_ATTR`) go into file attributes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(tmp: str) -> None:
-        with warnings.catch_warnings():  # HDF5 is deliberate: one file, atomically replaced
-            warnings.filterwarnings("ignore", message=".*HDF5 file via `model.save\\(\\)`")
-            model.save(tmp, save_format="h5", include_optimizer=include_optimizer)
-        if state is not None or data is not None:
-            with h5py.File(tmp, "a") as handle:
-                if state is not None:
-                    handle.attrs[STATE_ATTR] = json.dumps(state)
-                if data is not None:
-                    handle.attrs[TRAINING_DATA_ATTR] = json.dumps(data)
-
-    atomic_write_with(path, write, suffix=".h5")
-
-
-def read_checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
-    """The run state stored in a checkpoint written by :func:`atomic_save_model`.
-
-    The whole file is first read in a child process (:func:`~keras_ternary.fileio.probe_hdf5`):
-    a corrupt checkpoint can crash the HDF5 library, which must not take this process along.
-    """
-    try:
-        probe_hdf5(path)
-    except UnreadableFileError as exc:
-        raise RunError(f"checkpoint {exc}") from None
-    try:
-        with h5py.File(path, "r") as handle:
-            state = json.loads(handle.attrs[STATE_ATTR])
-    except (OSError, KeyError, ValueError, TypeError) as exc:
-        raise RunError(f"checkpoint {path} is unreadable or lacks the run state ({exc})") from None
-    done = state.get("epochs_done") if isinstance(state, dict) else None
-    if isinstance(done, bool) or not isinstance(done, int) or done < 0:
-        raise RunError(
-            f"checkpoint {path} holds an invalid run state (no epochs_done >= 0): "
-            f"{json.dumps(state)[:200]}"
-        )
-    return state
-
-
-# --------------------------------------------------------------------------- run directory
-def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
-    """The configuration stored in a run directory."""
-    from keras_ternary.config import read_config_file
-
-    path = Path(run_dir) / CONFIG_FILE
-    if not os.path.lexists(path) and not os.path.lexists(Path(run_dir) / rundir.MARKER_FILE):
-        raise RunError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
-    try:
-        return config_from_dict(read_config_file(path))
-    except ConfigError as exc:
-        raise RunError(f"{path} is not a valid run configuration: {exc}") from None
-
-
-def _check_run_dir(config: TrainConfig, resume: bool, force_new: bool = False) -> str:
-    """Check the directory against the request (writing nothing); return its status.
-
-    "new" also for a run directory whose files ``force_new`` will move aside.
-    """
-    run_dir = config.run_dir
-    _check_directory_path(run_dir)
-    if not run_dir.is_dir():
-        return "new"
-    entries = [e for e in run_dir.iterdir() if e.name != rundir.LOCK_FILE]
-    if entries and not rundir.is_run_dir(run_dir):
-        raise RunError(
-            f"{run_dir} exists, is not empty and is not a run directory (no "
-            f"{rundir.MARKER_FILE}); nothing in it is touched: choose --out"
-        )
-    if not entries:
-        return "new"
-    rundir.read_marker(run_dir)  # a newer format is refused
-    rundir.check_unlocked(run_dir)
-    _check_writable(run_dir)
-    status = run_status(run_dir)
-    if force_new:
-        return "new"
-    if status == "new":
-        kept = [
-            p.relative_to(run_dir).as_posix()
-            for p in rundir.progress_files(run_dir)
-            if not p.relative_to(run_dir).as_posix().startswith(TENSORBOARD_DIR)
-        ]
-        if kept:
-            raise RunError(
-                f"{run_dir} holds results ({', '.join(kept[:3])}{', ...' if len(kept) > 3 else ''}"
-                f") but no {LAST_CKPT} to resume from; nothing was changed. To start over, add "
-                "--force-new (the old files are moved into a dated subfolder)"
-            )
-        return status
-    stored = load_run_config(run_dir)
-    if _comparable(stored) != _comparable(config):
-        raise RunError(
-            f"{run_dir} holds a run with a different configuration; resume it without "
-            "changing options (train --resume DIR) or choose another --out"
-        )
-    if not resume:
-        raise RunError(
-            f"{run_dir} already holds a {status} run; pass --resume to continue it, "
-            "--force-new to start over (the old files are moved aside), or choose another --out"
-        )
-    return status
-
-
-def _check_directory_path(run_dir: Path) -> None:
-    """RunError unless ``run_dir`` is, or can be created as, a directory."""
-    if "\0" in str(run_dir):
-        raise RunError(f"the run directory path contains a NUL byte: {str(run_dir)[:200]!r}")
-    for path in (run_dir, *run_dir.parents):
-        if os.path.lexists(path):
-            if not path.is_dir():
-                raise RunError(
-                    f"cannot use {run_dir} as run directory: {path} exists and is not a "
-                    "directory; choose another --out"
-                )
-            return
-
-
-def _check_writable(run_dir: Path) -> None:
-    """RunError if the run directory's folders cannot be written (before any epoch)."""
-    for folder in (run_dir, run_dir / "checkpoints", run_dir / SNAPSHOT_DIR):
-        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
-            raise RunError(
-                f"cannot write to {folder}: permission denied; fix its permissions, then resume"
-            )
-
-
+# --------------------------------------------------------------------------- resume checks
 def _check_resume(config: TrainConfig, safe_mode: bool) -> tuple[dict[str, Any], list]:
     """State and history of a partial run, after checking that they agree with ``config``."""
     run_dir = config.run_dir
@@ -280,7 +116,7 @@ def _check_resume(config: TrainConfig, safe_mode: bool) -> tuple[dict[str, Any],
         check_model_file(last, safe_mode=safe_mode)
     except ModelFileError as exc:
         raise RunError(f"checkpoint {exc}") from None
-    state = read_checkpoint_state(last)
+    state = rundir.read_checkpoint_state(last)
     try:
         model_config = h5_model_config(last) or {}
     except ModelFileError as exc:
@@ -296,7 +132,12 @@ def _check_resume(config: TrainConfig, safe_mode: bool) -> tuple[dict[str, Any],
         for r in rows
     ]
     rundir.check_resumable(
-        run_dir, _comparable(config), state, rundir.model_fingerprint(model_config), rows, expected
+        run_dir,
+        rundir.run_identity(config),
+        state,
+        rundir.model_fingerprint(model_config),
+        rows,
+        expected,
     )
     return state, rows
 
@@ -306,57 +147,7 @@ def _check_lr_history(config: TrainConfig, schedule: EpochPiecewiseSchedule, row
     expected = [
         {"lr": schedule.value_at_step((r["epoch"] - 1) * schedule.steps_per_epoch)} for r in rows
     ]
-    rundir.check_resumable(config.run_dir, _comparable(config), {}, {}, rows, expected)
-
-
-def _open_run_dir(
-    config: TrainConfig,
-    status: str,
-    resume: bool,
-    force_new: bool,
-    created_by: str,
-    log: Callable[[str], None],
-    replace: bool = False,
-) -> rundir.RunLock:
-    """Create/lock the run directory, check nothing changed meanwhile, then prepare it."""
-    run_dir = config.run_dir
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"cannot create run directory {run_dir}: {exc.strerror or exc}") from None
-    lock = rundir.acquire_lock(run_dir)
-    try:
-        if _check_run_dir(config, resume, force_new) != status:
-            raise RunError(f"{run_dir} changed while the data was loading (another process?)")
-        if force_new and replace:
-            rundir.remove_own_files(run_dir)
-        elif force_new and rundir.own_files(run_dir):
-            aside = rundir.move_aside(run_dir)
-            log(f"moved the previous files of {run_dir} to {aside}")
-        if status == "new":
-            if not os.path.lexists(run_dir / rundir.MARKER_FILE):
-                rundir.write_marker(run_dir, created_by)
-            atomic_write_text(run_dir / CONFIG_FILE, dump_yaml(config))
-        else:
-            if not os.path.lexists(run_dir / rundir.MARKER_FILE):  # a run of an older version
-                rundir.write_marker(run_dir, created_by)
-            for path in rundir.stale_temp_files(run_dir):
-                path.unlink(missing_ok=True)
-                log(f"removed {path} (temporary file of an interrupted write)")
-    except OSError as exc:
-        lock.release()
-        raise RunError(f"cannot prepare run directory {run_dir}: {exc}") from None
-    except BaseException:
-        lock.release()
-        raise
-    return lock
-
-
-def _comparable(config: TrainConfig) -> dict[str, Any]:
-    values = config.to_dict()
-    values.pop("out_dir")
-    values.pop("strategy")  # a run may be resumed on other devices (same global batch)
-    return values
+    rundir.check_resumable(config.run_dir, rundir.run_identity(config), {}, {}, rows, expected)
 
 
 # --------------------------------------------------------------------------- model
@@ -429,157 +220,8 @@ def _optimizer_schedule_config(model: tf.keras.Model) -> dict[str, Any] | None:
     return lr.get("config") if isinstance(lr, dict) else None
 
 
-def _quantized_stats(model: tf.keras.Model) -> tuple[float | None, float | None]:
-    """(sparsity, entropy) of all quantized kernels, (None, None) for a float model."""
-    stats = ternary_stats(model, kinds=None, histogram=False)
-    if stats.total.n_weights == 0:
-        return None, None
-    return stats.sparsity, stats.entropy
-
-
-# --------------------------------------------------------------------------- the recorder
-class RunRecorder(tf.keras.callbacks.Callback):
-    """Per epoch: history row, checkpoints, snapshots, a one-line report and stop checks.
-
-    Must come after :class:`DeltaGrowth` (whose logs it records) and before ``TensorBoard``
-    (which then sees ``lr`` and, for binary runs, ``sparsity``/``entropy``).
-    """
-
-    def __init__(
-        self,
-        config: TrainConfig,
-        schedule: EpochPiecewiseSchedule,
-        rows: list[dict[str, Any]],
-        state: dict[str, Any],
-        stop_after: int | None,
-        time_limit: float | None,
-        log: Callable[[str], None],
-    ):
-        super().__init__()
-        self.config = config
-        self.run_dir = config.run_dir
-        self.schedule = schedule
-        self.rows = rows
-        self.state = state
-        self.stop_after = stop_after
-        self.time_limit = time_limit
-        self.log = log
-        self.snapshots = set(config.snapshot_our_epochs())
-        self._session_start = time.monotonic()
-        self._session_epochs = 0
-        self._wall_before = float(state.get("wall_time_s", 0.0))
-        self._epoch_start = 0.0
-        self._lr = 0.0
-        self._epoch = 0
-        #: the training-data record written into every saved model (set by :func:`train`)
-        self.data_record: dict[str, Any] | None = None
-        #: (1-based epoch, 1-based step or None, loss) of the first non-finite loss
-        self.non_finite: tuple[int, int | None, float] | None = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch + 1
-        self._epoch_start = time.monotonic()
-        self._lr = self.schedule.value_at_step(int(self.model.optimizer.iterations.numpy()))
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._watch_loss(logs, batch + 1)
-
-    def _watch_loss(self, logs: dict[str, Any] | None, step: int | None) -> bool:
-        """Stop training at the first non-finite loss; True if the loss is not finite."""
-        if self.non_finite is not None:
-            return True
-        loss = (logs or {}).get("loss")
-        if loss is None:
-            return False
-        value = float(np.asarray(loss))
-        if math.isfinite(value):
-            return False
-        self.non_finite = (self._epoch, step, value)
-        self.model.stop_training = True
-        return True
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self._watch_loss(logs, None):
-            return  # nothing of this epoch is written: the run directory keeps the last good one
-        logs = logs if logs is not None else {}
-        logs["lr"] = self._lr
-        if "sparsity" not in logs:
-            sparsity, entropy = _quantized_stats(self.model)
-            if sparsity is not None:
-                logs["sparsity"], logs["entropy"] = sparsity, entropy
-        done = epoch + 1
-        row = {k: _plain(logs.get(k)) for k in HISTORY_FIELDS}
-        row.update(
-            epoch=done,
-            paper_epoch=round(self.config.time_scale * done, 6),
-            epoch_time_s=round(time.monotonic() - self._epoch_start, 3),
-        )
-        self.rows[:] = [r for r in self.rows if r["epoch"] < done] + [row]
-        atomic_write_text(self.run_dir / HISTORY_FILE, format_history(self.rows))
-
-        val = row.get("val_accuracy")
-        improved = val is not None and (
-            self.state.get("best_val_accuracy") is None or val > self.state["best_val_accuracy"]
-        )
-        if improved:
-            self.state.update(best_val_accuracy=val, best_epoch=done)
-            atomic_save_model(self.model, self.run_dir / BEST_CKPT, False, data=self.data_record)
-        if done in self.snapshots:
-            self._snapshot(done, row)
-        self.state.update(
-            epochs_done=done,
-            wall_time_s=self._wall_before + time.monotonic() - self._session_start,
-        )
-        atomic_save_model(
-            self.model, self.run_dir / LAST_CKPT, True, state=self.state, data=self.data_record
-        )
-        self.log(_epoch_line(done, self.config.epochs, row))
-
-        self._session_epochs += 1
-        if self.stop_after is not None and self._session_epochs >= self.stop_after:
-            self.model.stop_training = True
-        elapsed = time.monotonic() - self._session_start
-        if self.time_limit is not None and elapsed >= self.time_limit:
-            self.model.stop_training = True
-
-    def _snapshot(self, done: int, row: dict[str, Any]) -> None:
-        stats = ternary_stats(self.model, kinds=None, histogram=True)
-        atomic_write_json(
-            self.run_dir / SNAPSHOT_DIR / f"epoch_{done:04d}.json",
-            {
-                "epoch": done,
-                "paper_epoch": row["paper_epoch"],
-                "delta": row.get("delta"),
-                "stats": stats.to_dict(histogram=True),
-            },
-        )
-
-
 def _print(message: str) -> None:
     print(message, flush=True)
-
-
-def _plain(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(np.asarray(value))
-    return None if math.isnan(value) else value
-
-
-def _epoch_line(done: int, total: int, row: dict[str, Any]) -> str:
-    parts = [f"epoch {done}/{total}"]
-    for key, label, fmt in (
-        ("loss", "loss", ".4f"),
-        ("accuracy", "acc", ".4f"),
-        ("val_accuracy", "val_acc", ".4f"),
-        ("lr", "lr", ".1e"),
-        ("delta", "delta", ".4f"),
-        ("sparsity", "sparsity", ".4f"),
-        ("entropy", "entropy", ".4f"),
-    ):
-        if row.get(key) is not None:
-            parts.append(f"{label}={row[key]:{fmt}}")
-    return "  ".join(parts)
 
 
 # --------------------------------------------------------------------------- train
@@ -625,7 +267,7 @@ def train(
     log = log or _print
     strategy = distribute.make_strategy(config.strategy)  # multiworker: before any TF op
     run_dir = config.run_dir
-    status = _check_run_dir(config, resume, force_new)
+    status = rundir.check_run_dir(config, resume, force_new)
     if status == "finished":
         log(f"{run_dir}: already finished")
         return RunResult(
@@ -659,9 +301,7 @@ def train(
         log(distribute.describe(strategy, config.strategy))
     chief = distribute.is_chief(strategy)
     if not chief:  # read the shared run directory, write into a private temporary one
-        config = dataclasses.replace(
-            config, out_dir=str(distribute.output_dir(run_dir, strategy))
-        )
+        config = dataclasses.replace(config, out_dir=str(distribute.output_dir(run_dir, strategy)))
         run_dir = config.run_dir
     schedule = make_lr_schedule(config, len(data.y_train))
     if _optimizer_schedule_config(model) != schedule.get_config():
@@ -672,9 +312,9 @@ def train(
     if status == "partial":
         _check_lr_history(config, schedule, rows)
     if chief:
-        lock = _open_run_dir(config, status, resume, force_new, created_by, log, replace)
+        lock = rundir.open_run_dir(config, status, resume, force_new, created_by, log, replace)
     else:  # its private directory is new (and deleted when the process ends)
-        lock = _open_run_dir(config, "new", False, False, created_by, log)
+        lock = rundir.open_run_dir(config, "new", False, False, created_by, log)
     try:
         return _train_locked(
             config, status, model, data, schedule, state, rows, stop_after, time_limit, verbose, log
@@ -700,18 +340,26 @@ def _train_locked(
     run_dir = config.run_dir
     if status == "partial":
         log(f"resuming {run_dir} after epoch {state['epochs_done']}")
-    state["config"] = _comparable(config)  # a resume compares config.yaml with it
+    state["config"] = rundir.run_identity(config)  # a resume compares config.yaml with it
     start = int(state["epochs_done"])
 
+    progress = RunProgress(rows, state)
+    data_record = training_data_record(data, data_dir=config.data.dir)
     callbacks: list[tf.keras.callbacks.Callback] = []
-    if wants_progress_bar(verbose):  # first: erases its bar before the recorder's line
+    if wants_progress_bar(verbose):  # first: erases its bar before the epoch's line
         callbacks.append(TerminalProgress())
     growth = make_delta_growth(config)
     if growth is not None:
         callbacks.append(growth)
-    recorder = RunRecorder(config, schedule, rows, state, stop_after, time_limit, log)
-    recorder.data_record = training_data_record(data, data_dir=config.data.dir)
-    callbacks.append(recorder)
+    callbacks += [  # the order of run_callbacks' docstring; TensorBoard then sees lr too
+        StopOnNonFiniteLoss(progress),
+        EpochMetrics(schedule),
+        HistoryWriter(run_dir, progress, config.time_scale),
+        SnapshotWriter(run_dir, progress, config.snapshot_our_epochs()),
+        CheckpointWriter(run_dir, progress, data_record),
+        EpochReport(progress, config.epochs, log),
+        SessionLimit(stop_after, time_limit),
+    ]
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
         log("warning: the tensorboard package is not installed; no TensorBoard logs written")
     elif config.tensorboard:
@@ -724,15 +372,15 @@ def _train_locked(
         if start < config.epochs:
             _fit(model, config, data, start, callbacks)
         done = int(state.get("epochs_done", start))
-        if recorder.non_finite is not None:
-            raise LossNotFiniteError(_non_finite_message(recorder.non_finite, done, run_dir))
+        if progress.non_finite is not None:
+            raise LossNotFiniteError(_non_finite_message(progress.non_finite, done, run_dir))
         if done < config.epochs:
             log(
                 f"stopped after epoch {done}/{config.epochs}; continue with: "
                 f"train --resume {run_dir}"
             )
             return RunResult(run_dir, "stopped", done, None)
-        summary = _finish(model, config, rows, state, recorder.data_record)
+        summary = _finish(model, config, rows, state, data_record)
     except WriteError as exc:
         done = int(state.get("epochs_done", start))
         raise RunError(

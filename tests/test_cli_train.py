@@ -12,8 +12,8 @@ import yaml
 from keras_ternary import Ternary, cli
 from keras_ternary.callbacks import find_ternary_quantizers
 from keras_ternary.regimes import delta_at
+from keras_ternary.rundir import read_checkpoint_state, read_history
 from keras_ternary.schedules import paper_learning_rate
-from keras_ternary.training import read_checkpoint_state, read_history
 from tests.test_data import cifar_dir
 
 # 2 epochs replaying 20 paper epochs (time_scale 10) with a schedule that changes inside the run,

@@ -124,7 +124,7 @@ TINY_TRAIN = shlex.split(
 def test_train_strategy_mirrored_matches_single_device(tmp_path):
     """`train --strategy mirrored` on two logical CPUs: the global batch is split in two, batch
     norm is synchronised, so losses and Δ equal single-device training (also across a resume)."""
-    from keras_ternary.training import read_history
+    from keras_ternary.rundir import read_history
 
     env = {
         **os.environ,

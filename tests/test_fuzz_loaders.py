@@ -33,7 +33,7 @@ from hw_sim.loaders import load_graph
 from hw_sim.technology import load_tech
 from keras_ternary import config as kconfig
 from keras_ternary import data as kdata
-from keras_ternary import training
+from keras_ternary import rundir
 from keras_ternary.export import ExportError, PackedFormatError, pack, read_header, unpack
 from keras_ternary.export import packed as packed_mod
 from keras_ternary.export.cli import load_representative
@@ -65,8 +65,8 @@ LOADERS: tuple[tuple[str, str, str, str | None], ...] = (
         None,
     ),
     ("keras_ternary.config.config_from_dict", "random values for every key", "ConfigError", None),
-    ("keras_ternary.training.read_history", "history.csv", "RunError", None),
-    ("keras_ternary.training.read_checkpoint_state", "checkpoint .h5", "RunError", None),
+    ("keras_ternary.rundir.read_history", "history.csv", "RunError", None),
+    ("keras_ternary.rundir.read_checkpoint_state", "checkpoint .h5", "RunError", None),
     ("keras_ternary.export.read_header / unpack", "packed file", "PackedFormatError", None),
     ("keras_ternary.export.unpack", "packed file, valid checksums", "PackedFormatError", None),
     (
@@ -345,7 +345,7 @@ def test_config_values(values):
 def test_history_csv(tmp_path_factory, text):
     path = tmp_path_factory.mktemp("hist") / "history.csv"
     path.write_text(text)
-    clean(lambda: training.read_history(path), training.RunError)
+    clean(lambda: rundir.read_history(path), rundir.RunError)
 
 
 @FUZZ
@@ -353,7 +353,7 @@ def test_history_csv(tmp_path_factory, text):
 def test_checkpoint_state(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("ckpt") / "last.h5"
     path.write_bytes(data.draw(random_or_truncated(SEED["h5"])))
-    clean(lambda: training.read_checkpoint_state(path), training.RunError)
+    clean(lambda: rundir.read_checkpoint_state(path), rundir.RunError)
 
 
 # --------------------------------------------------------------------------- packed format

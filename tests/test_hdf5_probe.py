@@ -59,7 +59,7 @@ def test_probe_catches_the_real_crash(crashing_file):
 
 
 def test_checkpoint_reader_reports_the_crash(crashing_file):
-    from keras_ternary.training import RunError, read_checkpoint_state
+    from keras_ternary.rundir import RunError, read_checkpoint_state
 
     with pytest.raises(RunError, match=r"checkpoint .*hdf5_crash\.h5: the HDF5 library crashed"):
         read_checkpoint_state(crashing_file)

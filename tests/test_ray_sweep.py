@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from keras_ternary import cli
-from keras_ternary.training import read_history, run_status
+from keras_ternary.rundir import read_history, run_status
 
 ray = pytest.importorskip("ray", reason="the cluster extra (Ray) is not installed")
 

@@ -36,8 +36,8 @@ import tensorflow as tf
 
 from keras_ternary import cli as kcli
 from keras_ternary import data as kdata
-from keras_ternary import rundir, training
-from keras_ternary.config import load_config
+from keras_ternary import run_callbacks, rundir, training
+from keras_ternary.config import dump_yaml, load_config
 from tests.helpers import tiny_ternary_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1091,58 +1091,58 @@ def _make_run_dirs(ws: Path) -> None:
     config = load_config(ws / "tiny.yaml", [f"out_dir={base}"])
     model = training.build_model(config, data)
     base.mkdir(parents=True)
-    training.atomic_write_text(base / training.CONFIG_FILE, training.dump_yaml(config))
-    training.atomic_save_model(model, base / training.LAST_CKPT, True, state=state)
-    row = {k: 0.5 for k in training.HISTORY_FIELDS} | {
+    rundir.atomic_write_text(base / rundir.CONFIG_FILE, dump_yaml(config))
+    run_callbacks.atomic_save_model(model, base / rundir.LAST_CKPT, True, state=state)
+    row = {k: 0.5 for k in rundir.HISTORY_FIELDS} | {
         "epoch": 1,
         "paper_epoch": config.time_scale,
         "lr": config.optimizer.lr_values[0],
         "delta": training.make_delta_growth(config).delta_for(0),
     }
-    training.atomic_write_text(base / training.HISTORY_FILE, training.format_history([row]))
+    rundir.atomic_write_text(base / rundir.HISTORY_FILE, rundir.format_history([row]))
 
     def variant(name: str, mutate: Callable[[Path], None]) -> None:
         target = ws / "runs" / name
         shutil.copytree(base, target)
-        cfg = (target / training.CONFIG_FILE).read_text().replace(str(base), str(target))
-        (target / training.CONFIG_FILE).write_text(cfg)
+        cfg = (target / rundir.CONFIG_FILE).read_text().replace(str(base), str(target))
+        (target / rundir.CONFIG_FILE).write_text(cfg)
         mutate(target)
 
-    last = training.LAST_CKPT
+    last = rundir.LAST_CKPT
     variant("cfg_binary", lambda d: (d / "config.yaml").write_bytes(b"\xff\xfe\x00name: x"))
     variant("ckpt_truncated", lambda d: os.truncate(d / last, 4000))
     variant("ckpt_float", lambda d: shutil.copy(ws / "m" / "float.h5", d / last))
 
     def no_optimizer(d: Path) -> None:
         (d / last).unlink()
-        training.atomic_save_model(model, d / last, False, state=state)
+        run_callbacks.atomic_save_model(model, d / last, False, state=state)
 
     variant("ckpt_no_optimizer", no_optimizer)
 
     def garbage_state(d: Path) -> None:
         with h5py.File(d / last, "a") as f:
-            f.attrs[training.STATE_ATTR] = json.dumps({"foo": 1})
+            f.attrs[rundir.STATE_ATTR] = json.dumps({"foo": 1})
 
     variant("state_garbage", garbage_state)
     variant("history_garbage", lambda d: (d / "history.csv").write_text("abc\n1\n"))
 
     # issue #19: what a resume must refuse before touching anything
-    history = (base / training.HISTORY_FILE).read_text()
+    history = (base / rundir.HISTORY_FILE).read_text()
     header, first = history.splitlines()[:2]
     variant("no_last", lambda d: (d / last).unlink())
 
     def edit_config(old: str, new: str) -> Callable[[Path], None]:
         def mutate(d: Path) -> None:
-            text = (d / training.CONFIG_FILE).read_text()
+            text = (d / rundir.CONFIG_FILE).read_text()
             assert old in text, (old, text)
-            (d / training.CONFIG_FILE).write_text(text.replace(old, new, 1))
+            (d / rundir.CONFIG_FILE).write_text(text.replace(old, new, 1))
 
         return mutate
 
     def seed_edited(d: Path) -> None:
-        stored = training.load_run_config(d)
-        training.atomic_save_model(
-            model, d / last, True, state=state | {"config": training._comparable(stored)}
+        stored = rundir.load_run_config(d)
+        run_callbacks.atomic_save_model(
+            model, d / last, True, state=state | {"config": rundir.run_identity(stored)}
         )
         edit_config("seed: 0", "seed: 1")(d)
 
@@ -1153,7 +1153,7 @@ def _make_run_dirs(ws: Path) -> None:
     def binary_ckpt(d: Path) -> None:
         binary_config = load_config(ws / "tiny.yaml", ["model.quantizer=binary"])
         binary = training.build_model(binary_config, data)
-        training.atomic_save_model(binary, d / last, True, state=state)
+        run_callbacks.atomic_save_model(binary, d / last, True, state=state)
 
     variant("ckpt_binary", binary_ckpt)
     variant("ckpt_lambda", lambda d: shutil.copy(ws / "m" / "lambda.h5", d / last))
@@ -1195,7 +1195,7 @@ def _make_run_dirs(ws: Path) -> None:
     ):
         target = ws / "reports" / name / name
         shutil.copytree(base, target)
-        (target / training.SUMMARY_FILE).write_text(json.dumps({"best_val_accuracy": 0.1}))
+        (target / rundir.SUMMARY_FILE).write_text(json.dumps({"best_val_accuracy": 0.1}))
         mutate(target)
 
 
@@ -1410,8 +1410,8 @@ def _expected_mode() -> int:
 
 
 def test_training_outputs_respect_umask(tmp_path):
-    training.atomic_write_text(tmp_path / "history.csv", "epoch\n")
-    training.atomic_save_model(tiny_ternary_model(), tmp_path / "model.h5", False)
+    rundir.atomic_write_text(tmp_path / "history.csv", "epoch\n")
+    run_callbacks.atomic_save_model(tiny_ternary_model(), tmp_path / "model.h5", False)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     assert modes == {"history.csv": _expected_mode(), "model.h5": _expected_mode()}
 

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from keras_ternary import cli as kcli
-from keras_ternary import training
+from keras_ternary import rundir
 from tests.test_reliability_cli import TINY_CONFIG, run_main, write_cifar_dir
 
 #: (command, bad input, message fragments, pending fix) for docs/errors.md
@@ -69,11 +69,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys, monkeyp
     assert len(lines) == 1 and "error:" in lines[0], err
     for fragment in NAN_CASE["fragments"]:
         assert fragment in lines[0]
-    state = training.read_checkpoint_state(run_dir / training.LAST_CKPT)
+    state = rundir.read_checkpoint_state(run_dir / rundir.LAST_CKPT)
     assert state["epochs_done"] == 1
-    assert _weights_finite(run_dir / training.LAST_CKPT)
-    rows = training.read_history(run_dir / training.HISTORY_FILE)
+    assert _weights_finite(run_dir / rundir.LAST_CKPT)
+    rows = rundir.read_history(run_dir / rundir.HISTORY_FILE)
     assert [r["epoch"] for r in rows] == [1] and rows[0]["loss"] is not None
-    assert not (run_dir / training.SUMMARY_FILE).exists()
-    assert not (run_dir / training.FINAL_MODEL).exists()
+    assert not (run_dir / rundir.SUMMARY_FILE).exists()
+    assert not (run_dir / rundir.FINAL_MODEL).exists()
     assert json.loads(json.dumps(state))  # the state stays plain JSON

@@ -27,7 +27,7 @@ import h5py
 import pytest
 import yaml
 
-from keras_ternary import rundir, training
+from keras_ternary import rundir
 from tests.test_reliability_cli import write_cifar_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,13 +48,13 @@ optimizer: {{lr_values: [0.005, 0.001, 0.0005], lr_boundaries: [2, 3]}}
 
 #: Files a run directory may hold (relative paths; snapshots are matched by pattern).
 OUTPUTS = {
-    training.CONFIG_FILE,
-    training.HISTORY_FILE,
-    training.LAST_CKPT,
-    training.BEST_CKPT,
-    training.FINAL_MODEL,
-    training.STATS_FILE,
-    training.SUMMARY_FILE,
+    rundir.CONFIG_FILE,
+    rundir.HISTORY_FILE,
+    rundir.LAST_CKPT,
+    rundir.BEST_CKPT,
+    rundir.FINAL_MODEL,
+    rundir.STATS_FILE,
+    rundir.SUMMARY_FILE,
 }
 TIMEOUT_S = 300
 
@@ -85,7 +85,7 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen:
 
 def _parse_history(text: str) -> list[dict[str, str]]:
     reader = csv.DictReader(io.StringIO(text))
-    assert tuple(reader.fieldnames or ()) == training.HISTORY_FIELDS, reader.fieldnames
+    assert tuple(reader.fieldnames or ()) == rundir.HISTORY_FIELDS, reader.fieldnames
     rows = list(reader)
     for i, row in enumerate(rows, start=1):
         assert None not in row and None not in row.values(), f"ragged row {i}: {row}"
@@ -127,8 +127,8 @@ def check_run_dir(run_dir: Path) -> dict:
             elif rel.endswith(".h5"):
                 with h5py.File(path, "r") as handle:
                     assert "model_config" in handle.attrs, f"{rel} holds no model"
-                    if rel == training.LAST_CKPT:
-                        state = json.loads(handle.attrs[training.STATE_ATTR])
+                    if rel == rundir.LAST_CKPT:
+                        state = json.loads(handle.attrs[rundir.STATE_ATTR])
                         info["epochs_done"] = state["epochs_done"]
         except FileNotFoundError:  # removed between listing and reading (a fresh start)
             continue
@@ -183,7 +183,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     killed = check_run_dir(run_dir)
     done = killed["epochs_done"]  # normally 1 (killed in epoch 2); later on a slow machine
     assert 1 <= done < 4 and len(killed["rows"]) <= done + 1, killed
-    assert not (run_dir / training.SUMMARY_FILE).exists()
+    assert not (run_dir / rundir.SUMMARY_FILE).exists()
 
     resumed = _start(["--resume", str(run_dir)], tmp_path)
     procs = [reference, resumed]
@@ -204,5 +204,5 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     for key in ("loss", "val_loss", "sparsity"):
         for a, b in zip(res["rows"], ref["rows"], strict=True):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=2e-3, abs=1e-4), key
-    summaries = [json.loads((d / training.SUMMARY_FILE).read_text()) for d in dirs]
+    summaries = [json.loads((d / rundir.SUMMARY_FILE).read_text()) for d in dirs]
     assert summaries[0]["final_delta"] == summaries[1]["final_delta"]

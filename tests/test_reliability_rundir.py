@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from keras_ternary import cli, fileio, modelfile, rundir, training
+from keras_ternary import cli, fileio, modelfile, rundir
+from keras_ternary.config import ConfigError, check_name
 from tests.test_reliability_cli import ROOT, lambda_model, snapshot
 
 _TINY_KEYS = ("data.train_size=20", "data.test_size=10", "model.blocks_per_stage=1",
@@ -60,8 +61,8 @@ def _one_error(capsys) -> str:
 def _state(run: Path) -> dict:
     import h5py
 
-    with h5py.File(run / training.LAST_CKPT, "r") as handle:
-        return json.loads(handle.attrs[training.STATE_ATTR])
+    with h5py.File(run / rundir.LAST_CKPT, "r") as handle:
+        return json.loads(handle.attrs[rundir.STATE_ATTR])
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +78,8 @@ def _copy(run: Path, tmp_path: Path) -> Path:
 
     target = tmp_path / "run"
     shutil.copytree(run, target)
-    text = (target / training.CONFIG_FILE).read_text().replace(str(run), str(target))
-    (target / training.CONFIG_FILE).write_text(text)
+    text = (target / rundir.CONFIG_FILE).read_text().replace(str(run), str(target))
+    (target / rundir.CONFIG_FILE).write_text(text)
     return target
 
 
@@ -95,30 +96,30 @@ def test_quickstart_replaces_only_its_own_files(tmp_path, capsys):
     assert cli.main(_quickstart(out)) == 0
     (out / "notes.txt").write_text("mine\n")
     (out / "snapshots" / "mine.txt").write_text("mine too\n")
-    first = (out / training.SUMMARY_FILE).stat().st_mtime_ns
+    first = (out / rundir.SUMMARY_FILE).stat().st_mtime_ns
     assert cli.main(_quickstart(out)) == 0
     assert (out / "notes.txt").read_text() == "mine\n"
     assert (out / "snapshots" / "mine.txt").read_text() == "mine too\n"
-    assert (out / training.SUMMARY_FILE).stat().st_mtime_ns != first
+    assert (out / rundir.SUMMARY_FILE).stat().st_mtime_ns != first
     assert not list(out.glob("replaced-*"))
     capsys.readouterr()
 
 
 def test_force_new_moves_the_old_files_aside(stopped_run: Path, tmp_path, capsys):
     run = _copy(stopped_run, tmp_path)
-    (run / training.LAST_CKPT).unlink()
+    (run / rundir.LAST_CKPT).unlink()
     (run / "notes.txt").write_text("mine\n")
     before = snapshot(run)
     assert cli.main(["train", "--resume", str(run)]) == 2
     assert "--force-new" in _one_error(capsys)
     assert snapshot(run) == before  # refused before touching anything
-    history = (run / training.HISTORY_FILE).read_text()
+    history = (run / rundir.HISTORY_FILE).read_text()
     assert cli.main(["train", "--resume", str(run), "--force-new", "--verbose", "0"]) == 0
     assert (run / "notes.txt").read_text() == "mine\n"
     (aside,) = run.glob("replaced-*")
-    assert (aside / training.HISTORY_FILE).read_text() == history
-    assert (aside / training.CONFIG_FILE).is_file()
-    assert (run / training.SUMMARY_FILE).is_file()
+    assert (aside / rundir.HISTORY_FILE).read_text() == history
+    assert (aside / rundir.CONFIG_FILE).is_file()
+    assert (run / rundir.SUMMARY_FILE).is_file()
 
 
 def test_run_of_an_older_version_resumes_and_gets_a_marker(stopped_run: Path, tmp_path, capsys):
@@ -234,7 +235,7 @@ def test_unwritable_run_directory_fails_before_an_epoch(
     before = snapshot(run)
     real_access = os.access
     monkeypatch.setattr(
-        training.os, "access", lambda p, mode: False if Path(p) == run else real_access(p, mode)
+        rundir.os, "access", lambda p, mode: False if Path(p) == run else real_access(p, mode)
     )
     start = time.monotonic()
     assert cli.main(["train", "--resume", str(run), "--verbose", "0"]) == 2
@@ -291,6 +292,6 @@ def test_unsafe_load_opt_in_on_the_command_line(tmp_path, capsys):
 
 def test_check_name_rejects_escapes():
     for bad in ("", ".", "..", "../x", "/abs", "a/b", "a\\b", "a\0b", "x" * 300):
-        with pytest.raises(rundir.RunError):
-            rundir.check_name(bad, "run name")
-    assert rundir.check_name("log_seed=1", "run name") == "log_seed=1"
+        with pytest.raises(ConfigError):
+            check_name(bad, "run name")
+    assert check_name("log_seed=1", "run name") == "log_seed=1"

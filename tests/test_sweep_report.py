@@ -13,8 +13,9 @@ import pytest
 from keras_ternary import cli
 from keras_ternary.config import ConfigError, TrainConfig, config_from_dict, dump_yaml
 from keras_ternary.report import PAPER_TABLE1, collect_runs, epoch_table, load_run, write_report
+from keras_ternary.rundir import atomic_write_json, atomic_write_text, format_history
 from keras_ternary.sweep import SweepRun, expand_sweep, load_sweep, run_sweep
-from keras_ternary.training import RunResult, atomic_write_json, atomic_write_text, format_history
+from keras_ternary.training import RunResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -18,16 +18,16 @@ from keras_ternary.config import (
     load_config,
     shipped_config_dir,
 )
-from keras_ternary.schedules import EpochPiecewiseSchedule, paper_learning_rate
-from keras_ternary.training import (
+from keras_ternary.run_callbacks import atomic_save_model
+from keras_ternary.rundir import (
     STATE_ATTR,
-    atomic_save_model,
     atomic_write_text,
     format_history,
     read_checkpoint_state,
     read_history,
     run_status,
 )
+from keras_ternary.schedules import EpochPiecewiseSchedule, paper_learning_rate
 
 # 0-based epoch index -> learning rate, at and around every boundary of the paper's schedule
 PAPER_POINTS = [
