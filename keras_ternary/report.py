@@ -42,8 +42,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
+from keras_ternary import rundir  # noqa: E402
+from keras_ternary.config import TrainConfig  # noqa: E402
 from keras_ternary.fileio import (  # noqa: E402
     atomic_write_text,
     atomic_write_with,
@@ -69,6 +70,18 @@ PAPER_TABLE2: dict[tuple[int, str, str | None], tuple[float, float, float | None
 GROWTH_REGIMES = ("linear", "square", "exp", "log")
 REGIME_MARKERS = {"linear": "o", "square": "s", "exp": "^", "log": "D", "fixed": "x"}
 FIG1_PAPER_EPOCH = 100.0
+#: Keys of a run's config.yaml that the report reads: they must be in the file.
+REPORT_KEYS = (
+    "epochs",
+    "paper_epochs",
+    "seed",
+    "model.quantizer",
+    "model.inflation",
+    "ternary.regime",
+    "ternary.delta0",
+    "ternary.multiplier",
+    "ternary.delta_max",
+)
 
 
 @dataclass
@@ -76,7 +89,7 @@ class RunRecord:
     """One run directory, reduced to what the report needs."""
 
     path: Path
-    config: dict[str, Any]
+    config: TrainConfig
     history: list[dict[str, float | None]]
     summary: dict[str, Any] | None
     snapshots: list[Path] = field(default_factory=list)
@@ -87,26 +100,22 @@ class RunRecord:
 
     @property
     def name(self) -> str:
-        return str(self.config.get("name", self.path.name))
+        return self.config.name
 
     @property
     def quantizer(self) -> str:
-        return self.config["model"]["quantizer"]
+        return self.config.model.quantizer
 
     @property
     def regime(self) -> str | None:
-        return self.config["ternary"]["regime"] if self.quantizer == "ternary" else None
+        return self.config.ternary.regime if self.quantizer == "ternary" else None
 
     def param(self, key: str) -> float | None:
-        return float(self.config["ternary"][key]) if self.quantizer == "ternary" else None
+        return float(getattr(self.config.ternary, key)) if self.quantizer == "ternary" else None
 
     @property
     def inflation(self) -> int:
-        return int(self.config["model"]["inflation"])
-
-    @property
-    def time_scale(self) -> float:
-        return float(self.config["paper_epochs"]) / float(self.config["epochs"])
+        return self.config.model.inflation
 
     def group_key(self) -> tuple:
         """Runs that differ only in the seed share this key."""
@@ -117,8 +126,8 @@ class RunRecord:
             self.param("delta0"),
             self.param("multiplier") if self.regime not in (None, "fixed") else None,
             self.param("delta_max") if self.regime not in (None, "fixed") else None,
-            self.config["epochs"],
-            self.config["paper_epochs"],
+            self.config.epochs,
+            self.config.paper_epochs,
         )
 
     # metrics (percent for accuracy and sparsity, as in the paper)
@@ -157,14 +166,14 @@ class RunRecord:
 
     def span(self) -> str:
         """Paper epochs replayed (learning rate), and for Δ in parentheses if different."""
-        lr_span = float(self.config["paper_epochs"])
-        scale = self.config["ternary"].get("time_scale")
-        saturate = self.config["ternary"].get("saturate_epoch")
+        config = self.config
+        lr_span = config.paper_epochs
+        saturate = config.ternary.saturate_epoch
         if self.quantizer == "ternary" and saturate is not None and self.regime != "fixed":
             return f"{lr_span:g}, Δf at epoch {saturate}"
-        if self.quantizer != "ternary" or scale is None:
+        if self.quantizer != "ternary" or config.ternary.time_scale is None:
             return f"{lr_span:g}"
-        delta_span = float(scale) * float(self.config["epochs"])
+        delta_span = config.delta_time_scale * config.epochs
         return (
             f"{lr_span:g}"
             if math.isclose(delta_span, lr_span)
@@ -174,23 +183,15 @@ class RunRecord:
 
 # --------------------------------------------------------------------------- collecting
 def load_run(path: Path) -> RunRecord | None:
-    """Read one run directory (None if its config.yaml does not describe a run).
+    """Read one run directory (None if ``path`` is not a run directory).
 
-    RunError for a run directory whose files cannot be read (not UTF-8, corrupt history.csv).
+    RunError for a run directory whose files cannot be read (not UTF-8, corrupt history.csv)
+    or whose config.yaml is not a valid run configuration or lacks a key of
+    :data:`REPORT_KEYS` (a hand-written one: those are never filled in with defaults).
     """
-    from keras_ternary.config import ConfigError, parse_yaml
-
-    config_path = path / "config.yaml"
-    try:
-        check_input_file(config_path, "config", "run configuration")
-        config = parse_yaml(config_path.read_text(encoding="utf-8"), str(config_path))
-        config["model"]["quantizer"], config["ternary"]["regime"]  # noqa: B018
-    except UnicodeDecodeError as exc:
-        raise RunError(f"{config_path} is not UTF-8 text (byte {exc.start})") from None
-    except (OSError, ConfigError) as exc:
-        raise RunError(f"cannot read {config_path}: {exc}") from None
-    except (yaml.YAMLError, KeyError, TypeError):
+    if not rundir.is_run_dir(path):
         return None
+    config = rundir.load_run_config(path, required=REPORT_KEYS)
     summary = None
     summary_path = path / "summary.json"
     if os.path.lexists(summary_path):
@@ -316,7 +317,7 @@ def figure1(runs: Sequence[RunRecord], path: Path) -> str | None:
 
     def pick(pred: Callable[[RunRecord], bool]) -> RunRecord | None:
         cands = [r for r in runs if r.quantizer == "ternary" and r.snapshots and pred(r)]
-        cands.sort(key=lambda r: (abs((r.param("multiplier") or 0) - 1.9), r.config["seed"]))
+        cands.sort(key=lambda r: (abs((r.param("multiplier") or 0) - 1.9), r.config.seed))
         return cands[0] if cands else None
 
     fixed = pick(lambda r: r.regime == "fixed" and math.isclose(r.param("delta0"), 0.1))
@@ -480,13 +481,13 @@ def table1(runs: Sequence[RunRecord]) -> str | None:
         return None
     lines = []
     for key, members in group_runs(chosen).items():
-        members = sorted(members, key=lambda r: r.config["seed"])
+        members = sorted(members, key=lambda r: r.config.seed)
         n = len(members)
         lines += [
-            f"**Table 1 — fixed Δ0 = 0.1, k = {key[0]}, {members[0].config['epochs']} epochs "
+            f"**Table 1 — fixed Δ0 = 0.1, k = {key[0]}, {members[0].config.epochs} epochs "
             f"(paper span {members[0].span()}), {n} seed(s)**",
             "",
-            "| | " + " | ".join(f"seed {r.config['seed']}" for r in members) + " | Mean | SD |",
+            "| | " + " | ".join(f"seed {r.config.seed}" for r in members) + " | Mean | SD |",
             "|---" * (n + 3) + "|",
         ]
         for title, metric in (
@@ -570,7 +571,7 @@ def table2(runs: Sequence[RunRecord]) -> str | None:
             else ""
         )
         lines.append(
-            f"| {_label(run)} | {key[0]} | {run.config['epochs']} ({run.span()})"
+            f"| {_label(run)} | {key[0]} | {run.config.epochs} ({run.span()})"
             f" | {n_runs} | {_fmt(acc)} | {_fmt(sparsity)} | {_fmt(entropy)} "
             f"| {_fmt(diff)} | " + " | ".join(paper_cells) + " |"
         )
@@ -598,8 +599,8 @@ def runs_table(runs: Sequence[RunRecord]) -> str:
             f"| {r.path.name} | {'finished' if r.finished else f'partial ({len(r.history)})'} "
             f"| {r.quantizer} | {r.regime or '–'} | {_fmt(r.param('delta0'), 3)} "
             f"| {_fmt(r.param('multiplier'), 2)} | {_fmt(r.param('delta_max'), 2)} "
-            f"| {r.inflation} | {r.config['seed']} "
-            f"| {r.config['epochs']} ({r.span()}) | {_fmt(r.best_accuracy())} "
+            f"| {r.inflation} | {r.config.seed} "
+            f"| {r.config.epochs} ({r.span()}) | {_fmt(r.best_accuracy())} "
             f"| {r.best_epoch()} "
             f"| {_fmt(r.final_sparsity())} | {_fmt(r.final_entropy(), 3)} |"
         )
@@ -655,8 +656,8 @@ def epochs_document(runs: Sequence[RunRecord]) -> str:
     for run in runs:
         status = "finished" if run.finished else "partial"
         parts += [
-            f"## {run.path.name}: {_label(run)}, k = {run.inflation}, seed {run.config['seed']}, "
-            f"{len(run.history)} of {run.config['epochs']} epochs ({status})",
+            f"## {run.path.name}: {_label(run)}, k = {run.inflation}, seed {run.config.seed}, "
+            f"{len(run.history)} of {run.config.epochs} epochs ({status})",
             "",
             epoch_table(run),
         ]

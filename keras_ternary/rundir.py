@@ -1,8 +1,16 @@
 """The run-directory format: its files, its marker, its lock, and the resume integrity check.
 
-No TensorFlow here (h5py and the standard library only), so tools that only read run
-directories stay light. :mod:`keras_ternary.training` writes the files; this module decides
-what a run directory is and what may be done to it:
+No TensorFlow here (the standard library, the configuration and, on use, h5py), so tools
+that only read run directories (``report``, ``sweep --list``) stay light. The callbacks of
+:mod:`keras_ternary.run_callbacks` write the files during training; this module decides what
+a run directory is and what may be done to it:
+
+* **Reading.** :func:`load_run_config` (the typed :class:`~keras_ternary.config.TrainConfig`),
+  :func:`read_history`, :func:`read_checkpoint_state` (the :data:`STATE_ATTR` attribute of
+  ``checkpoints/last.h5``), :func:`run_status`; :func:`run_identity` is what makes two
+  configurations the same run.
+* **Opening.** :func:`check_run_dir` checks a directory against a request without writing;
+  :func:`open_run_dir` locks and prepares it (marker and config.yaml of a new run).
 
 * **Marker.** A run directory holds :data:`MARKER_FILE` (``.keras_ternary_run``, JSON with
   the format name and :data:`FORMAT_VERSION`), written before anything else. Only a
@@ -586,15 +594,35 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 # --------------------------------------------------------------------------- configuration
-def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
-    """The configuration stored in a run directory (RunError if absent or invalid)."""
+def load_run_config(run_dir: str | os.PathLike, required: Iterable[str] = ()) -> TrainConfig:
+    """The configuration stored in a run directory (RunError if absent or invalid).
+
+    Keys absent from the file take their defaults, except the dotted keys of ``required``:
+    a file without one of them is refused (RunError naming them).
+    """
     path = Path(run_dir) / CONFIG_FILE
     if not os.path.lexists(path) and not os.path.lexists(Path(run_dir) / MARKER_FILE):
         raise RunError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
     try:
-        return config_from_dict(read_config_file(path))
+        values = read_config_file(path)
+        missing = [key for key in required if not _has_key(values, key)]
+        if missing:
+            raise RunError(
+                f"{path} is not a complete run configuration: no {', '.join(missing)} (a "
+                "run's config.yaml holds every key); restore it, or move the run away"
+            )
+        return config_from_dict(values)
     except ConfigError as exc:
         raise RunError(f"{path} is not a valid run configuration: {exc}") from None
+
+
+def _has_key(values: Mapping[str, Any], dotted: str) -> bool:
+    node: Any = values
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def run_identity(config: TrainConfig) -> dict[str, Any]:

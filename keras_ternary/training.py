@@ -19,7 +19,8 @@ A run directory holds::
     .keras_ternary_run     marker: this is a run directory (format version; written first)
     .keras_ternary_run.lock  advisory lock of the process writing the directory (its pid)
 
-The format (names, marker, lock, integrity rules) is :mod:`keras_ternary.rundir`. Only these
+The format (names, marker, lock, integrity rules) is :mod:`keras_ternary.rundir`; the
+callbacks that write it during ``model.fit`` are :mod:`keras_ternary.run_callbacks`. Only these
 files are ever written, replaced or moved; anything else in the directory is left alone, and
 a non-empty directory without the marker (or a pre-marker run's files) is refused.
 

@@ -617,6 +617,13 @@ CLI_CASES: tuple[CliCase, ...] = (
         ["config.yaml"],
     ),
     _c(
+        "report-config-incomplete",
+        "report",
+        "a run's config.yaml is hand-written and lacks keys",
+        "report {ws}/reports/config_incomplete --out {ws}/rep",
+        ["config.yaml is not a complete run configuration: no epochs, paper_epochs"],
+    ),
+    _c(
         "report-out-file",
         "report",
         "--out is an existing file",
@@ -1189,6 +1196,7 @@ def _make_run_dirs(ws: Path) -> None:
         ("ok", lambda d: None),
         ("history_garbage", lambda d: (d / "history.csv").write_text("epoch,loss\n1,x\n")),
         ("config_binary", lambda d: (d / "config.yaml").write_bytes(b"\xff\xfe\x00")),
+        ("config_incomplete", lambda d: (d / "config.yaml").write_text("model: {inflation: 1}\n")),
         ("summary_list", lambda d: (d / "summary.json").write_text("[1, 2]")),
         ("summary_corrupt", lambda d: (d / "summary.json").write_text('{"best_val_acc')),
         ("history_dir", history_dir),
