@@ -98,6 +98,8 @@ def test_commands_hide_tensorflow_start_up_chatter(quickstart):
         ["-m", "keras_ternary", "train", "--help"],
         ["-m", "keras_ternary", "export", "--help"],
         ["-m", "keras_ternary", "configs"],
+        ["-m", "keras_ternary", "report", "--help"],
+        ["-m", "keras_ternary", "sweep", "--help"],
         ["-m", "hw_sim.profile", "--help"],
     ],
 )
