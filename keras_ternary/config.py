@@ -43,7 +43,7 @@ import copy
 import dataclasses
 import math
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -54,14 +54,6 @@ import yaml
 from keras_ternary.fileio import check_input_file, nested_size_exceeds, quote
 from keras_ternary.regimes import REGIMES, saturation_time_scale, validate_regime_args
 
-
-def _schedules():
-    """:mod:`keras_ternary.schedules`, imported on use (it imports TensorFlow)."""
-    from keras_ternary import schedules
-
-    return schedules
-
-
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -69,6 +61,8 @@ __all__ = [
     "OptimizerConfig",
     "TernaryConfig",
     "TrainConfig",
+    "PAPER_LR_BOUNDARIES",
+    "PAPER_LR_VALUES",
     "apply_overrides",
     "check_name",
     "load_config",
@@ -76,6 +70,7 @@ __all__ = [
     "read_config_file",
     "resolve_config_path",
     "shipped_config_dir",
+    "validate_piecewise",
 ]
 
 QUANTIZERS = ("ternary", "binary", "float")
@@ -102,6 +97,31 @@ LIMITS: dict[str, int] = {
 #: YAML aliases allowed in one document, and values once they are expanded.
 MAX_ALIASES = 100
 MAX_NODES = 100_000
+
+
+#: Learning rates of the paper, in order (the schedule: :mod:`keras_ternary.schedules`).
+PAPER_LR_VALUES: tuple[float, ...] = (5e-3, 1e-3, 5e-4, 1e-4, 1e-5)
+#: 0-based paper epoch from which each value after the first applies.
+PAPER_LR_BOUNDARIES: tuple[float, ...] = (101.0, 142.0, 184.0, 220.0)
+
+
+def validate_piecewise(values: Sequence[float], boundaries: Sequence[float]) -> None:
+    """ValueError unless values are finite, > 0 and one more than increasing boundaries >= 0."""
+    if len(values) != len(boundaries) + 1:
+        raise ValueError(
+            f"need exactly one more learning rate than boundaries, got {len(values)} values "
+            f"and {len(boundaries)} boundaries"
+        )
+    if any(not v > 0 for v in values):
+        raise ValueError(f"learning rates must be > 0, got {list(values)}")
+    if any(not math.isfinite(v) for v in values):
+        raise ValueError(f"learning rates must be finite, got {list(values)}")
+    if any(not (b >= 0 and math.isfinite(b)) for b in boundaries) or any(
+        b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:], strict=False)
+    ):
+        raise ValueError(
+            f"boundaries must be finite, >= 0 and strictly increasing, got {list(boundaries)}"
+        )
 
 
 class ConfigError(ValueError):
@@ -149,10 +169,8 @@ class OptimizerConfig:
     """Adam with the paper's piecewise-constant learning rate (boundaries on the paper axis)."""
 
     name: str = "adam"
-    lr_values: list[float] = field(default_factory=lambda: list(_schedules().PAPER_LR_VALUES))
-    lr_boundaries: list[float] = field(
-        default_factory=lambda: list(_schedules().PAPER_LR_BOUNDARIES)
-    )
+    lr_values: list[float] = field(default_factory=lambda: list(PAPER_LR_VALUES))
+    lr_boundaries: list[float] = field(default_factory=lambda: list(PAPER_LR_BOUNDARIES))
 
 
 @dataclass
@@ -285,7 +303,7 @@ class TrainConfig:
             f"at most {LIMITS['optimizer.lr_values']} learning rates",
         )
         try:
-            _schedules().validate_piecewise(o.lr_values, o.lr_boundaries)
+            validate_piecewise(o.lr_values, o.lr_boundaries)
         except ValueError as exc:
             raise ConfigError(f"optimizer: {exc}") from None
         return self

@@ -22,10 +22,10 @@ so compressed boundaries fall inside epochs exactly where they belong.
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Sequence
 
 from keras_ternary import _compat
+from keras_ternary.config import PAPER_LR_BOUNDARIES, PAPER_LR_VALUES, validate_piecewise
 
 _compat.ensure_legacy_keras()
 
@@ -38,30 +38,6 @@ __all__ = [
     "paper_learning_rate",
     "validate_piecewise",
 ]
-
-#: Learning rates of the paper, in order.
-PAPER_LR_VALUES: tuple[float, ...] = (5e-3, 1e-3, 5e-4, 1e-4, 1e-5)
-#: 0-based paper epoch from which each value after the first applies.
-PAPER_LR_BOUNDARIES: tuple[float, ...] = (101.0, 142.0, 184.0, 220.0)
-
-
-def validate_piecewise(values: Sequence[float], boundaries: Sequence[float]) -> None:
-    """ValueError unless values are finite, > 0 and one more than increasing boundaries >= 0."""
-    if len(values) != len(boundaries) + 1:
-        raise ValueError(
-            f"need exactly one more learning rate than boundaries, got {len(values)} values "
-            f"and {len(boundaries)} boundaries"
-        )
-    if any(not v > 0 for v in values):
-        raise ValueError(f"learning rates must be > 0, got {list(values)}")
-    if any(not math.isfinite(v) for v in values):
-        raise ValueError(f"learning rates must be finite, got {list(values)}")
-    if any(not (b >= 0 and math.isfinite(b)) for b in boundaries) or any(
-        b2 <= b1 for b1, b2 in zip(boundaries, boundaries[1:], strict=False)
-    ):
-        raise ValueError(
-            f"boundaries must be finite, >= 0 and strictly increasing, got {list(boundaries)}"
-        )
 
 
 def paper_learning_rate(
