@@ -140,7 +140,8 @@ class ConfigGraph:
         """Give layer ``name`` a new class/config (``entry``, inputs kept) and/or new weights."""
         node = self._nodes[name]
         if entry is not None:
-            node.entry = {**entry, "name": name, "inbound_nodes": node.calls}
+            config = {**entry["config"], "name": name}
+            node.entry = {**entry, "name": name, "config": config, "inbound_nodes": node.calls}
         if weights is not None:
             node.weights = list(weights)
         return node
