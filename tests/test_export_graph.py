@@ -51,7 +51,9 @@ def test_remove_rewires_consumers_and_outputs():
     np.testing.assert_allclose(rebuilt(data()).numpy(), model(data()).numpy(), rtol=1e-6, atol=1e-6)
 
     graph = ConfigGraph.from_model(model)
-    graph.insert(layer_entry("out_lin", tf.keras.layers.Activation, {"activation": "linear"}), "add", 0)
+    graph.insert(
+        layer_entry("out_lin", tf.keras.layers.Activation, {"activation": "linear"}), "add", 0
+    )
     graph.remove("out_lin")
     assert graph["add"].inputs == ["d2", "d3"]
 
