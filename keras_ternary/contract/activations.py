@@ -59,9 +59,7 @@ ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in (
         Activation("linear", lambda x: x, ("linear",), "NONE", None, True),
-        Activation(
-            "relu", lambda x: np.maximum(x, np.float32(0)), ("relu",), "RELU", "RELU", True
-        ),
+        Activation("relu", lambda x: np.maximum(x, np.float32(0)), ("relu",), "RELU", "RELU", True),
         Activation(
             "relu6",
             lambda x: np.clip(x, np.float32(0), np.float32(6)),

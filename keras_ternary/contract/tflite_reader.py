@@ -195,8 +195,12 @@ class TFLiteModel:
         offset = b.Offset() if hasattr(b, "Offset") else 0
         if offset > 1:  # large models keep buffers after the flatbuffer
             raw = self.data[offset : offset + b.Size()]
-        elif self._length(b.DataLength()) == 0:
-            return None
+        elif not 0 < b.DataLength() <= len(self.data):
+            if b.DataLength() == 0:
+                return None
+            raise ContractError(
+                f"corrupt TFLite model: buffer length {b.DataLength()} exceeds the file"
+            )
         else:
             raw = b.DataAsNumpy().tobytes()
         return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).copy()
@@ -249,7 +253,9 @@ class TFLiteModel:
             builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
             inputs = tuple(int(t) for t in op.InputsAsNumpy()) if op.InputsLength() else ()
             outputs = tuple(int(t) for t in op.OutputsAsNumpy()) if op.OutputsLength() else ()
-            options = self.schema.BuiltinOptionsCreator(op.BuiltinOptionsType(), op.BuiltinOptions())
+            options = self.schema.BuiltinOptionsCreator(
+                op.BuiltinOptionsType(), op.BuiltinOptions()
+            )
             ops.append(
                 Operator(i, self._op_names.get(builtin, str(builtin)), inputs, outputs, options)
             )

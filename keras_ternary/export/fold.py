@@ -32,12 +32,14 @@ change the clipped sum but lets the int8 converter give that tensor a fine scale
 
 from __future__ import annotations
 
-import base64
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import tensorflow as tf
+
+from keras_ternary.contract import affine
+from keras_ternary.contract.metadata import ResidualEntry
 
 __all__ = [
     "ExportError",
@@ -144,10 +146,6 @@ class FoldedKernel:
         return (self.ternary * self.total_scale).astype(np.float32)
 
 
-def _b64_float32(values: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(values, "<f4").tobytes()).decode("ascii")
-
-
 @dataclass
 class ResidualFold:
     """A batch-norm after a residual ``Add`` pushed back into the branches of the sum.
@@ -174,19 +172,13 @@ class ResidualFold:
     shift_branch: str
     clips: list[str] = field(default_factory=list)
 
+    def to_entry(self) -> ResidualEntry:
+        """As recorded in the export metadata (:mod:`keras_ternary.contract.metadata`)."""
+        return ResidualEntry(**{f.name: getattr(self, f.name) for f in fields(ResidualEntry)})
+
     def to_dict(self) -> dict:
         """JSON-ready; ``scale`` and ``shift`` as base64 of little-endian float32."""
-        return {
-            "bn": self.bn,
-            "add": self.add,
-            "via": self.via,
-            "scale": _b64_float32(self.scale),
-            "shift": _b64_float32(self.shift),
-            "epsilon": self.epsilon,
-            "branches": [{"layer": n, "kind": k} for n, k in self.branches],
-            "shift_branch": self.shift_branch,
-            "clips": list(self.clips),
-        }
+        return self.to_entry().to_dict()
 
 
 @dataclass
@@ -225,11 +217,13 @@ def batchnorm_affine(bn: tf.keras.layers.BatchNormalization) -> tuple[np.ndarray
     ``center=False``), computed in float64.
     """
     weights = {w.name.split("/")[-1].split(":")[0]: np.asarray(w, np.float64) for w in bn.weights}
-    mean, var = weights["moving_mean"], weights["moving_variance"]
-    gamma = weights.get("gamma", np.ones_like(mean))
-    beta = weights.get("beta", np.zeros_like(mean))
-    s = gamma / np.sqrt(var + bn.epsilon)
-    return s, beta - s * mean
+    return affine.batchnorm_affine(
+        weights.get("gamma"),
+        weights.get("beta"),
+        weights["moving_mean"],
+        weights["moving_variance"],
+        bn.epsilon,
+    )
 
 
 def fold_batchnorm(
