@@ -33,7 +33,7 @@ change the clipped sum but lets the int8 converter give that tensor a fine scale
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
@@ -147,38 +147,13 @@ class FoldedKernel:
 
 
 @dataclass
-class ResidualFold:
+class ResidualFold(ResidualEntry):
     """A batch-norm after a residual ``Add`` pushed back into the branches of the sum.
 
-    Attributes:
-        bn: the batch-norm (gone from the inference model).
-        add: the ``Add`` layer.
-        via: the global-average-pooling layer between the add and the batch-norm, or None.
-        scale, shift: the batch-norm as ``y = scale·x + shift`` (float64, per channel).
-        epsilon: the batch-norm's ε.
-        branches: per input of the add, ``(layer, kind)``: kind ``"folded"`` (a convolution
-            that took ``scale``) or ``"scaled"`` (a depthwise layer added to hold ``scale``).
-        shift_branch: the layer that took ``shift`` as (part of) its bias.
-        clips: the :class:`RangeClip` layers added (may be empty).
+    Its fields (the batch-norm, the add, ``scale`` and ``shift``, the branches, the range
+    clips added) are those recorded in the export metadata: see
+    :class:`keras_ternary.contract.metadata.ResidualEntry`.
     """
-
-    bn: str
-    add: str
-    via: str | None
-    scale: np.ndarray
-    shift: np.ndarray
-    epsilon: float
-    branches: list[tuple[str, str]]
-    shift_branch: str
-    clips: list[str] = field(default_factory=list)
-
-    def to_entry(self) -> ResidualEntry:
-        """As recorded in the export metadata (:mod:`keras_ternary.contract.metadata`)."""
-        return ResidualEntry(**{f.name: getattr(self, f.name) for f in fields(ResidualEntry)})
-
-    def to_dict(self) -> dict:
-        """JSON-ready; ``scale`` and ``shift`` as base64 of little-endian float32."""
-        return self.to_entry().to_dict()
 
 
 @dataclass

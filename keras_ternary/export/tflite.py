@@ -271,7 +271,7 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
     the output channels where its scale is negative (so that ``t`` can be recovered);
     ``input``: the name of the model input; ``batchnorms``: the batch-norms that were kept;
     ``residual``: the batch-norms pushed back into residual branches
-    (:meth:`~keras_ternary.export.fold.ResidualFold.to_entry`), and per layer ``residual_bn``.
+    (:class:`~keras_ternary.export.fold.ResidualFold`), and per layer ``residual_bn``.
     The layout is :class:`keras_ternary.contract.metadata.ExportMetadata`.
     """
     import keras_ternary
@@ -312,7 +312,7 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
         input=graph.model.input_names[0],
         layers=layers,
         batchnorms=kept,
-        residual=[f.to_entry() for f in graph.residual],
+        residual=list(graph.residual),
     )
 
 
