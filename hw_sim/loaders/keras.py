@@ -82,7 +82,10 @@ def _import_tf():
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with contextlib.suppress(ImportError):  # registers Ternary, Binary, HardTanh
-        import keras_ternary  # noqa: F401
+        # explicitly: ``import keras_ternary`` does not register them when it was first
+        # imported while ``python -m hw_sim.profile`` was being located
+        import keras_ternary.activations  # noqa: F401
+        import keras_ternary.quantizers  # noqa: F401
     import larq  # noqa: F401  (registers larq layers and quantizers)
     import tensorflow as tf
 
