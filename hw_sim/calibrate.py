@@ -17,13 +17,14 @@ import numpy as np
 
 from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph
+from keras_ternary.contract import activations
 
 __all__ = ["INT8_MAX", "STATIC_BOUNDS", "calibrate_scales", "quantize_int8", "static_bound"]
 
 INT8_MAX = 127
 
 #: Activations whose output range is known: |y| <= bound.
-STATIC_BOUNDS = {"hard_tanh": 1.0, "tanh": 1.0, "sigmoid": 1.0, "relu6": 6.0}
+STATIC_BOUNDS = {a.name: a.bound for a in activations.ACTIVATIONS.values() if a.bound is not None}
 
 _PASS_THROUGH = ("maxpool", "global_maxpool", "flatten")
 

@@ -46,6 +46,8 @@ from hw_sim.kernels.conv import (
     valid_taps,
 )
 from hw_sim.kernels.threshold import Thresholds, derive_thresholds
+from keras_ternary.contract import activations, affine
+from keras_ternary.contract.errors import ContractError
 
 __all__ = [
     "ACT_MODES",
@@ -63,7 +65,7 @@ __all__ = [
 ACT_MODES = ("auto", "int8", "float")
 _LOW = ("ternary", "binary")
 #: Activations that are non-decreasing: a chain of them keeps q(acc) a step function.
-MONOTONE = ("linear", "relu", "relu6", "hard_tanh", "tanh", "sigmoid")
+MONOTONE = tuple(a.name for a in activations.ACTIVATIONS.values() if a.monotone)
 
 
 # ----------------------------------------------------------------------------- float ops
@@ -85,29 +87,18 @@ def apply_quantizer(x: np.ndarray, q: Quantizer) -> np.ndarray:
 
 
 def activation(kind: str, x: np.ndarray) -> np.ndarray:
-    """Element-wise activation in float32."""
-    if kind == "linear":
-        return x
-    if kind == "relu":
-        return np.maximum(x, np.float32(0))
-    if kind == "relu6":
-        return np.clip(x, np.float32(0), np.float32(6))
-    if kind == "hard_tanh":
-        return np.clip(x, np.float32(-1), np.float32(1))
-    if kind == "tanh":
-        return np.tanh(x)
-    if kind == "sigmoid":
-        return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
-    if kind == "softmax":
-        e = np.exp(x - x.max(axis=-1, keepdims=True))
-        return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-    raise HwSimError(f"unsupported activation {kind!r}")
+    """Element-wise activation in float32 (:mod:`keras_ternary.contract.activations`)."""
+    try:
+        return activations.apply(kind, x)
+    except ContractError as exc:
+        raise HwSimError(str(exc)) from None
 
 
 def batchnorm(op: Op, x: np.ndarray) -> np.ndarray:
     """Inference batch-norm as a per-channel affine: ``x·s + (β - μ·s)``, ``s = γ/√(σ²+ε)``."""
-    scale = (op.gamma / np.sqrt(op.moving_variance + np.float32(op.epsilon))).astype(np.float32)
-    shift = (op.beta - op.moving_mean * scale).astype(np.float32)
+    scale, shift = affine.batchnorm_affine(
+        op.gamma, op.beta, op.moving_mean, op.moving_variance, op.epsilon, np.float32
+    )
     return (x * scale + shift).astype(np.float32, copy=False)
 
 

@@ -1,4 +1,8 @@
-"""Shape arithmetic shared by the counting models: MACs, padding taps, packed words."""
+"""Shape arithmetic shared by the counting models: MACs, padding taps, packed words.
+
+Window geometry and entropy come from :mod:`keras_ternary.contract`; ``entropy_bits`` here is
+:func:`keras_ternary.contract.entropy.values_entropy_bits` (the entropy of a kernel's values).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import math
 import numpy as np
 
 from hw_sim.ir import Op
+from keras_ternary.contract.entropy import values_entropy_bits as entropy_bits
+from keras_ternary.contract.geometry import conv_macs, tap_validity
 
 __all__ = [
     "dense_macs",
@@ -35,13 +41,13 @@ def dense_macs(op: Op) -> int:
     """Textbook MAC count of a conv2d / dense: H_out·W_out·kh·kw·C_in·C_out (padding included)."""
     if not op.is_compute:
         return 0
-    return op.output_positions * op.fan_in * op.out_channels
+    out_hw = op.output_shape[:2] if op.kind == "conv2d" else (1, 1)
+    return conv_macs(out_hw, op.kernel_size, op.in_channels, op.out_channels)
 
 
 def _valid_along(size: int, kernel: int, stride: int, pad_before: int, out: int) -> np.ndarray:
     """For each kernel tap k: outputs o whose input index o·s + k - pad lies in [0, size)."""
-    o = np.arange(out)[:, None] * stride + np.arange(kernel)[None, :] - pad_before
-    return ((o >= 0) & (o < size)).sum(axis=0)
+    return tap_validity(size, kernel, stride, pad_before, out).sum(axis=0)
 
 
 def valid_tap_counts(op: Op, input_shape: tuple[int, ...]) -> np.ndarray:
@@ -77,16 +83,3 @@ def weight_word_mask(op: Op) -> np.ndarray:
     padded = np.zeros((kh, kw, n_words * WORD_BITS, cout), dtype=bool)
     padded[:, :, :cin, :] = w
     return padded.reshape(kh, kw, n_words, WORD_BITS, cout).any(axis=3)
-
-
-def entropy_bits(values: np.ndarray) -> float:
-    """Empirical entropy (bits/symbol) of the values of a quantized kernel."""
-    if values.size == 0:
-        return 0.0
-    if values.dtype.kind == "i" and values.min() >= -1 and values.max() <= 1:
-        counts = np.bincount((values.ravel() + 1).astype(np.intp), minlength=3)
-        counts = counts[counts > 0]
-    else:
-        _, counts = np.unique(values, return_counts=True)
-    p = counts / counts.sum()
-    return float(-(p * np.log2(p)).sum())

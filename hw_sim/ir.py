@@ -19,18 +19,20 @@ Conventions
 * ``act_precision`` is the precision of the values the op actually consumes, i.e. after its
   ``input_quantizer`` if it has one; ``out_precision`` is that of the tensor it produces.
 
-Only numpy is imported here; framework loaders live in :mod:`hw_sim.loaders`.
+Only numpy and the TensorFlow-free :mod:`keras_ternary.contract` are imported here;
+framework loaders live in :mod:`hw_sim.loaders`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from hw_sim.errors import HwSimError
+from keras_ternary.contract import activations
+from keras_ternary.contract.geometry import conv_output_size, same_padding
 
 __all__ = [
     "ACTIVATIONS",
@@ -62,8 +64,8 @@ OP_KINDS = (
     "flatten",
 )
 
-#: Element-wise activation kinds (``hard_tanh`` is ``clip(x, -1, 1)``).
-ACTIVATIONS = ("linear", "relu", "relu6", "hard_tanh", "tanh", "sigmoid", "softmax")
+#: Element-wise activation kinds (:data:`keras_ternary.contract.activations.ACTIVATIONS`).
+ACTIVATIONS = tuple(activations.ACTIVATIONS)
 
 #: Quantizer kinds and the precision of their output values.
 QUANTIZER_PRECISION: dict[str, str] = {
@@ -257,18 +259,3 @@ class Graph:
     def compute_ops(self) -> list[Op]:
         """conv2d and dense ops, in order."""
         return [op for op in self.ops if op.is_compute]
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow ``'same'`` padding along one axis: ``(before, after)``, extra goes after.
-
-    out = ceil(size / stride); total = max((out - 1)·stride + kernel - size, 0).
-    """
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int) -> int:
-    """Output length of a convolution / pooling window along one axis."""
-    return (size + pad_before + pad_after - kernel) // stride + 1

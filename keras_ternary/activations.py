@@ -5,12 +5,16 @@ from __future__ import annotations
 import larq as lq
 import tensorflow as tf
 
+from keras_ternary.contract.activations import ACTIVATIONS
+
+_BOUND = ACTIVATIONS["hard_tanh"].bound
+
 __all__ = ["HardTanh", "hard_tanh"]
 
 
 def hard_tanh(x: tf.Tensor) -> tf.Tensor:
     """Hardtanh, ``clip(x, -1, 1)``, as BinaryNet's ``nn.Hardtanh``."""
-    return tf.clip_by_value(x, -1.0, 1.0)
+    return tf.clip_by_value(x, -_BOUND, _BOUND)
 
 
 @lq.utils.register_keras_custom_object

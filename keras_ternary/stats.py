@@ -1,7 +1,8 @@
 """Metrics of the paper (Sec. 4.2): sparsity, entropy, training speed.
 
 * sparsity: fraction of quantized weights equal to 0 (0..1);
-* entropy: bits/symbol of the empirical distribution of the quantized weights over
+* entropy: bits/symbol of the empirical distribution (:func:`entropy_bits`, from
+  :mod:`keras_ternary.contract.entropy`) of the quantized weights over
   ``{-1, 0, +1}`` (a binary layer has no zeros: at most 1 bit/symbol);
 * training speed: the (1-based) epoch at which the peak validation accuracy is reached.
 """
@@ -15,6 +16,7 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
+from keras_ternary.contract.entropy import entropy_bits
 from keras_ternary.quantizers import Binary, Ternary
 
 __all__ = [
@@ -28,16 +30,6 @@ __all__ = [
 
 HIST_BINS = 101
 HIST_RANGE = (-1.0, 1.0)
-
-
-def entropy_bits(counts: Sequence[int] | np.ndarray) -> float:
-    """Shannon entropy, in bits/symbol, of a histogram of symbol counts (0 when empty)."""
-    c = np.asarray(counts, dtype=np.float64)
-    total = c.sum()
-    if total <= 0:
-        return 0.0
-    p = c[c > 0] / total
-    return float(max(0.0, -(p * np.log2(p)).sum()))
 
 
 def quantizer_kind(quantizer) -> str | None:

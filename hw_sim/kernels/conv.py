@@ -25,6 +25,8 @@ from hw_sim.errors import HwSimError
 from hw_sim.kernels import gemm
 from hw_sim.kernels.backend import compiled, resolve
 from hw_sim.kernels.bitpack import pack_binary, pack_ternary, pad_fill, pad_planes
+from keras_ternary.contract.errors import ContractError
+from keras_ternary.contract.geometry import output_hw, tap_validity
 
 __all__ = [
     "PackedKernel",
@@ -66,13 +68,11 @@ def reset_phase_times() -> dict[str, float]:
 
 
 def output_size(in_hw: tuple[int, int], kernel: tuple[int, int], strides, padding) -> tuple:
-    """``(H_out, W_out)`` of a window op with explicit padding."""
-    top, bottom, left, right = padding
-    h = (in_hw[0] + top + bottom - kernel[0]) // strides[0] + 1
-    w = (in_hw[1] + left + right - kernel[1]) // strides[1] + 1
-    if h < 1 or w < 1:
-        raise HwSimError(f"window {kernel} does not fit input {in_hw} with padding {padding}")
-    return h, w
+    """``(H_out, W_out)`` of a window op with explicit padding (``contract.geometry.output_hw``)."""
+    try:
+        return output_hw(in_hw, kernel, strides, padding)
+    except ContractError as exc:
+        raise HwSimError(str(exc)) from None
 
 
 def patches(x: np.ndarray, kernel: tuple[int, int], strides, padding, fill) -> np.ndarray:
@@ -102,8 +102,10 @@ def patches(x: np.ndarray, kernel: tuple[int, int], strides, padding, fill) -> n
 
 def valid_taps(in_hw: tuple[int, int], kernel: tuple[int, int], strides, padding) -> np.ndarray:
     """Boolean ``(H_out, W_out, kh, kw)``: the tap reads a real input (not padding)."""
-    ones = np.ones((1, *in_hw, 1), dtype=bool)
-    return patches(ones, kernel, strides, padding, False)[0, ..., 0]
+    ho, wo = output_size(in_hw, kernel, strides, padding)
+    rows = tap_validity(in_hw[0], kernel[0], strides[0], padding[0], ho)  # (Ho, kh)
+    cols = tap_validity(in_hw[1], kernel[1], strides[1], padding[2], wo)  # (Wo, kw)
+    return rows[:, None, :, None] & cols[None, :, None, :]
 
 
 def as_conv(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

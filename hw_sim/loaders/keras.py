@@ -15,7 +15,11 @@ import zipfile
 import numpy as np
 
 from hw_sim.errors import HwSimError
-from hw_sim.ir import Graph, Op, Quantizer, conv_output_size, same_padding
+from hw_sim.ir import Graph, Op, Quantizer
+from keras_ternary.contract import activations
+from keras_ternary.contract.errors import ContractError
+from keras_ternary.contract.geometry import output_hw, window_padding
+from keras_ternary.contract.ternary import is_unit_scale, split_kernel
 
 __all__ = ["SUFFIXES", "from_keras_model", "load", "tensor_precision"]
 
@@ -31,15 +35,6 @@ _IDENTITY_LAYERS = {
     "ActivityRegularization",
 }
 _SIGN_QUANTIZERS = {"SteSign", "ApproxSign", "SwishSign", "Binary", "MagnitudeAwareSign"}
-_ACTIVATION_NAMES = {
-    "linear": "linear",
-    "relu": "relu",
-    "relu6": "relu6",
-    "hard_tanh": "hard_tanh",
-    "tanh": "tanh",
-    "sigmoid": "sigmoid",
-    "softmax": "softmax",
-}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -87,7 +82,10 @@ def _import_tf():
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with contextlib.suppress(ImportError):  # registers Ternary, Binary, HardTanh
-        import keras_ternary  # noqa: F401
+        # explicitly: ``import keras_ternary`` does not register them when it was first
+        # imported while ``python -m hw_sim.profile`` was being located
+        import keras_ternary.activations  # noqa: F401
+        import keras_ternary.quantizers  # noqa: F401
     import larq  # noqa: F401  (registers larq layers and quantizers)
     import tensorflow as tf
 
@@ -187,18 +185,15 @@ def _quantize_kernel(layer, tf) -> tuple[np.ndarray, str | None, np.ndarray | No
             f"layer {layer.name!r} ({type(layer).__name__}): applying kernel quantizer "
             f"{type(quantizer).__name__!r} failed ({_first_line(exc)})"
         ) from None
-    axes = tuple(range(q.ndim - 1))
-    scale = np.max(np.abs(q), axis=axes)
-    safe = np.where(scale > 0, scale, 1.0)
-    unit = q / safe
-    levels = np.round(unit)
-    if not np.allclose(unit, levels, atol=1e-6) or np.any(np.abs(levels) > 1):
+    split = split_kernel(q)
+    if split is None:
         kinds = len(np.unique(np.round(q, 6)))
         raise HwSimError(
             f"layer {layer.name!r} ({type(layer).__name__}): kernel quantizer "
             f"{type(quantizer).__name__!r} gives {kinds} levels; hw_sim models ternary and "
             "binary kernels only"
         )
+    levels, scale = split
     spec = _kernel_quantizer(quantizer, layer)
     if spec is not None:
         precision = spec.precision
@@ -206,18 +201,19 @@ def _quantize_kernel(layer, tf) -> tuple[np.ndarray, str | None, np.ndarray | No
         precision = "ternary" if np.any(levels == 0) else "binary"
     if precision == "binary" and np.any(levels == 0):
         raise HwSimError(f"layer {layer.name!r}: binary kernel quantizer produced zeros")
-    weight_scale = None if np.allclose(safe, 1.0) else safe.astype(np.float32)
-    return levels.astype(np.int8), precision, weight_scale
+    return levels, precision, None if is_unit_scale(scale) else scale
 
 
 def _activation_name(activation, layer) -> str:
     name = getattr(activation, "__name__", str(activation))
-    if name not in _ACTIVATION_NAMES:
+    kind = activations.from_keras(name)
+    if kind is None:
+        supported = sorted(k for a in activations.ACTIVATIONS.values() for k in a.keras)
         raise HwSimError(
             f"layer {layer.name!r} ({type(layer).__name__}): unsupported activation {name!r} "
-            f"(supported: {', '.join(sorted(_ACTIVATION_NAMES))})"
+            f"(supported: {', '.join(supported)})"
         )
-    return _ACTIVATION_NAMES[name]
+    return kind
 
 
 def tensor_precision(op: Op, inputs: list[str], precisions: dict[str, str]) -> str:
@@ -251,11 +247,10 @@ def _pair(value) -> tuple[int, int]:
 def _window_padding(
     padding: str, in_shape, kernel: tuple[int, int], strides: tuple[int, int]
 ) -> tuple[int, int, int, int]:
-    if padding == "valid":
-        return 0, 0, 0, 0
-    top, bottom = same_padding(in_shape[0], kernel[0], strides[0])
-    left, right = same_padding(in_shape[1], kernel[1], strides[1])
-    return top, bottom, left, right
+    try:
+        return window_padding(padding, in_shape[:2], kernel, strides)
+    except ContractError as exc:
+        raise HwSimError(str(exc)) from None
 
 
 def _convert_layer(layer, inputs: list[str], shapes: dict, precisions: dict, tf) -> Op | None:
@@ -294,10 +289,10 @@ def _convert_layer(layer, inputs: list[str], shapes: dict, precisions: dict, tf)
             pad_value=float(cfg.get("pad_values", 0.0)),
             **fields,
         )
-        expect = (
-            conv_output_size(in_shape[0], kernel[0], strides[0], padding[0], padding[1]),
-            conv_output_size(in_shape[1], kernel[1], strides[1], padding[2], padding[3]),
-        )
+        try:
+            expect = output_hw(in_shape[:2], kernel, strides, padding)
+        except ContractError as exc:
+            raise unsupported(str(exc)) from None
         if expect != tuple(out_shape[:2]):
             raise unsupported(f"output size {out_shape[:2]} does not match padding rule {expect}")
         return op

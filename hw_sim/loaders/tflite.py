@@ -26,142 +26,62 @@ Without the metadata (a .tflite from elsewhere) the folded form is kept: per-cha
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-
 import numpy as np
 
 from hw_sim.errors import HwSimError
-from hw_sim.ir import Graph, Op, conv_output_size, same_padding
+from hw_sim.ir import Graph, Op
+from keras_ternary.contract import activations, affine
+from keras_ternary.contract.errors import ContractError
+from keras_ternary.contract.geometry import output_hw, window_padding
+from keras_ternary.contract.metadata import METADATA_NAME, ExportMetadata, LayerEntry
+from keras_ternary.contract.ternary import is_unit_scale, split_kernel
+from keras_ternary.contract.tflite_reader import TFLiteModel
 
 __all__ = ["METADATA_NAME", "SUFFIXES", "load"]
 
 SUFFIXES = (".tflite",)
-METADATA_NAME = "keras_ternary.export"
-_NP = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8}
-_FUSED = {0: "linear", 1: "relu", 2: "hard_tanh", 3: "relu6", 4: "tanh"}
-_ACT_OPS = {
-    "RELU": "relu",
-    "RELU6": "relu6",
-    "RELU_N1_TO_1": "hard_tanh",
-    "TANH": "tanh",
-    "LOGISTIC": "sigmoid",
-    "SOFTMAX": "softmax",
-}
 _IDENTITY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated as s
-    except ImportError:  # pragma: no cover - depends on the installation
-        try:
-            from tensorflow.lite.python import schema_py_generated as s
-        except ImportError as exc:
-            raise HwSimError(
-                "reading .tflite needs ai-edge-litert (pip install ai-edge-litert)"
-            ) from exc
-    return s
-
-
-def _text(value) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
-
-
 class _Reader:
-    """Tensors, constant values and operators of the main subgraph of one flatbuffer."""
+    """The contract's :class:`TFLiteModel` with this file's path and hw_sim's view of it."""
 
     def __init__(self, buf: bytes, path: str):
-        s = _schema()
-        self.s, self.path = s, path
+        self.path = path
+        self.model = TFLiteModel(buf)
+
+    def metadata(self) -> ExportMetadata | None:
+        raw = self.model.metadata(METADATA_NAME)
+        if raw is None:
+            return None
         try:
-            if len(buf) < 8 or buf[4:8] != b"TFL3":
-                raise ValueError("missing the TFL3 file identifier")
-            self.model = s.Model.GetRootAs(buf, 0)
-            self.graph = self.model.Subgraphs(0)
-            self.graph.TensorsLength()
-        except Exception as exc:  # flatbuffers raises assorted errors on garbage
-            raise HwSimError(f"{path}: not a valid .tflite file ({exc})") from None
-        self.buf = buf
-        self.op_names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
-
-    def metadata(self) -> dict | None:
-        for i in range(self.model.MetadataLength()):
-            entry = self.model.Metadata(i)
-            if _text(entry.Name()) == METADATA_NAME:
-                raw = self._buffer(entry.Buffer(), np.uint8)
-                try:
-                    return json.loads(bytes(raw).decode("utf-8"))
-                except (TypeError, ValueError):
-                    raise HwSimError(f"{self.path}: unreadable {METADATA_NAME} metadata") from None
-        return None
-
-    def _buffer(self, index: int, dtype) -> np.ndarray | None:
-        b = self.model.Buffers(index)
-        if b is None:
-            return None
-        if b.Offset() > 1:
-            raw = self.buf[b.Offset() : b.Offset() + b.Size()]
-        elif b.DataLength():
-            raw = b.DataAsNumpy().tobytes()
-        else:
-            return None
-        return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
+            return ExportMetadata.from_json(raw)
+        except ContractError as exc:
+            raise HwSimError(f"{self.path}: {exc}") from None
 
     def name(self, t: int) -> str:
-        return _text(self.graph.Tensors(t).Name())
+        return self.model.tensor(t).name
 
     def shape(self, t: int) -> tuple[int, ...]:
-        tensor = self.graph.Tensors(t)
-        return tuple(int(d) for d in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
+        return self.model.tensor(t).shape
 
     def constant(self, t: int) -> np.ndarray | None:
         """Dequantized float64 value of a constant tensor (None if not constant)."""
-        tensor = self.graph.Tensors(t)
-        dtype = _NP.get(tensor.Type())
-        raw = self._buffer(tensor.Buffer(), dtype) if dtype is not None else None
-        if raw is None:
-            return None
-        values = raw.astype(np.float64).reshape(self.shape(t))
-        q = tensor.Quantization()
-        if q is not None and q.ScaleLength() and dtype not in (np.float32, np.float16):
-            scale = q.ScaleAsNumpy().astype(np.float64)
-            zero = q.ZeroPointAsNumpy().astype(np.float64) if q.ZeroPointLength() else 0.0
-            shape = [1] * values.ndim
-            if scale.size > 1:
-                shape[q.QuantizedDimension()] = scale.size
-            values = (values - np.reshape(zero, shape if np.size(zero) > 1 else [])) * np.reshape(
-                scale, shape
-            )
-        return values
+        return self.model.dequantized(t)
 
     def ops(self):
-        for i in range(self.graph.OperatorsLength()):
-            op = self.graph.Operators(i)
-            code = self.model.OperatorCodes(op.OpcodeIndex())
-            kind = self.op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "?")
-            inputs = [int(t) for t in op.InputsAsNumpy()] if op.InputsLength() else []
-            outputs = [int(t) for t in op.OutputsAsNumpy()]
-            yield kind, op, inputs, outputs
+        for op in self.model.operators():
+            yield op.kind, op.options, list(op.inputs), list(op.outputs)
 
-    def options(self, op, cls_name: str):
-        table = op.BuiltinOptions()
-        if table is None:
-            return None
-        opts = getattr(self.s, cls_name)()
-        opts.Init(table.Bytes, table.Pos)
-        return opts
+    def padding(self, opts, in_shape, window: tuple[int, int], strides) -> tuple[int, ...]:
+        """Explicit ``(top, bottom, left, right)`` padding of a conv / pooling operator."""
+        name = self.model.enum_name("Padding", opts.padding).lower()
+        return window_padding(name, in_shape[:2], window, strides)
 
-
-def _floats(value) -> np.ndarray:
-    """A metadata float vector: a JSON list, or base64 of little-endian float32."""
-    if isinstance(value, str):
-        try:
-            return np.frombuffer(base64.b64decode(value, validate=True), "<f4").astype(np.float64)
-        except (ValueError, binascii.Error):
-            raise HwSimError("unreadable float vector in the export metadata") from None
-    return np.asarray(value, np.float64)
+    def fused(self, opts) -> str | None:
+        """The fused activation of an operator (None: not one the IR knows)."""
+        code = opts.fusedActivationFunction if opts is not None else 0
+        return activations.from_tflite_fused(self.model.enum_name("ActivationFunctionType", code))
 
 
 def _layer_name(tensor_name: str) -> str:
@@ -172,23 +92,19 @@ def _layer_name(tensor_name: str) -> str:
 
 def _split_kernel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Kernel (channels last) -> (levels in {-1, 0, +1} as int8, per-channel magnitude)."""
-    axes = tuple(range(w.ndim - 1))
-    scale = np.max(np.abs(w), axis=axes)
-    safe = np.where(scale > 0, scale, 1.0)
-    unit = w / safe
-    levels = np.round(unit)
-    if not np.allclose(unit, levels, atol=1e-4) or np.any(np.abs(levels) > 1):
+    split = split_kernel(w)
+    if split is None:
         raise HwSimError(
             "a convolution / dense kernel is not a per-channel scale times {-1, 0, +1}; hw_sim "
             "models ternary and binary kernels only"
         )
-    return levels.astype(np.int8), safe.astype(np.float32)
+    return split
 
 
 class _Builder:
     """Turns TFLite operators into IR ops, unfolding what the exporter folded."""
 
-    def __init__(self, reader: _Reader, meta: dict | None):
+    def __init__(self, reader: _Reader, meta: ExportMetadata | None):
         from hw_sim.loaders.keras import tensor_precision
 
         self.r, self.meta = reader, meta
@@ -197,29 +113,20 @@ class _Builder:
         self.alias: dict[int, str] = {}  # tflite tensor -> IR op name
         self.precision: dict[str, str] = {}
         self.used: set[str] = set()
-        layers = (meta or {}).get("layers", [])
-        self.layers = {entry["name"]: entry for entry in layers}
-        self.layer_order = [entry["name"] for entry in layers]
-        self.kept_bn = list((meta or {}).get("batchnorms", []))
+        layers = meta.layers if meta else []
+        self.layers: dict[str, LayerEntry] = {entry.name: entry for entry in layers}
+        self.layer_order = [entry.name for entry in layers]
+        self.kept_bn = list(meta.batchnorms) if meta else []
         self.pending_mul: dict[int, tuple[np.ndarray, int]] = {}
         # batch-norms the exporter pushed back into residual branches: re-emitted after the
         # add (or its global pooling); their depthwise scales and range clips are identities
-        try:
-            residual = [
-                {**f, "scale": _floats(f["scale"]), "shift": _floats(f["shift"])}
-                for f in (meta or {}).get("residual", [])
-            ]
-            self.residual = {f["bn"]: f for f in residual}
-            self.residual_identity = {
-                name: f
-                for f in residual
-                for name in [
-                    *f.get("clips", []),
-                    *(b["layer"] for b in f["branches"] if b["kind"] == "scaled"),
-                ]
-            }
-        except (KeyError, TypeError):
-            raise HwSimError(f"{reader.path}: malformed 'residual' export metadata") from None
+        residual = meta.residual if meta else []
+        self.residual = {f.bn: f for f in residual}
+        self.residual_identity = {
+            name: f
+            for f in residual
+            for name in [*f.clips, *(layer for layer, kind in f.branches if kind == "scaled")]
+        }
         self.branch_of: dict[int, dict] = {}  # tensor -> residual fold it is a branch of
 
     # ------------------------------------------------------------------ helpers
@@ -252,7 +159,7 @@ class _Builder:
     def shape(self, t: int) -> tuple[int, ...]:
         return self.r.shape(t)[1:]
 
-    def layer_for(self, tensor_names: list[str]) -> dict | None:
+    def layer_for(self, tensor_names: list[str]) -> LayerEntry | None:
         for entry_name in self.layer_order:
             token = f"/{entry_name}/"
             if any(token in n for n in tensor_names):
@@ -272,46 +179,46 @@ class _Builder:
             raise HwSimError(f"{r.path}: {kind} weights are not a constant tensor")
         bias = r.constant(inputs[2]) if len(inputs) > 2 and inputs[2] >= 0 else None
         if kind == "CONV_2D":
-            opts = r.options(op, "Conv2DOptions")
-            if opts.DilationHFactor() != 1 or opts.DilationWFactor() != 1:
+            if op is None:
+                raise HwSimError(f"{r.path}: CONV_2D without its options")
+            if op.dilationHFactor != 1 or op.dilationWFactor != 1:
                 raise HwSimError(f"{r.path}: dilated convolutions are not supported")
             weights = np.transpose(w, (1, 2, 3, 0))  # OHWI -> HWIO
-            strides = (int(opts.StrideH()), int(opts.StrideW()))
+            strides = (int(op.strideH), int(op.strideW))
         else:
-            opts = r.options(op, "FullyConnectedOptions")
             weights, strides = w.T, (1, 1)
-        fused = _FUSED.get(opts.FusedActivationFunction())
+        fused = r.fused(op)
         if fused is None:
             raise HwSimError(f"{r.path}: unsupported fused activation in {kind}")
         layer = self.layer_for([r.name(inputs[1]), r.name(output)])
-        fold = self.residual.get((layer or {}).get("residual_bn") or "")
+        fold = self.residual.get((layer.residual_bn if layer else None) or "")
         if fold is not None:  # undo the residual batch-norm's scale (and shift) in this branch
             self.branch_of[output] = fold
-            res_scale = np.asarray(fold["scale"], np.float64)
+            res_scale = np.asarray(fold.scale, np.float64)
             res_scale = np.where(res_scale != 0, res_scale, 1.0)
             weights = (weights / res_scale).astype(np.float32)
             bias = np.zeros(res_scale.size) if bias is None else np.asarray(bias, np.float64)
-            if fold.get("shift_branch") == layer["name"]:
-                bias = bias - np.asarray(fold["shift"], np.float64)
+            if fold.shift_branch == layer.name:
+                bias = bias - np.asarray(fold.shift, np.float64)
             bias = (bias / res_scale).astype(np.float32)
         levels, scale = _split_kernel(weights)
-        if layer and layer.get("folded_bn") and layer.get("negative_channels"):
-            negative = np.asarray(layer["negative_channels"], dtype=np.int64)
+        if layer and layer.folded_bn and layer.negative_channels:
+            negative = np.asarray(layer.negative_channels, dtype=np.int64)
             levels[..., negative] *= -1  # recover t: the folded kernel is s_c · t, s_c < 0
             scale = scale.copy()
             scale[negative] *= -1
         precision = "ternary" if np.any(levels == 0) else "binary"
-        if layer and layer.get("quantizer") in ("ternary", "binary"):
-            precision = layer["quantizer"]
+        if layer and layer.quantizer in ("ternary", "binary"):
+            precision = layer.quantizer
             if precision == "binary" and np.any(levels == 0):
                 precision = "ternary"
-        folded = layer is not None and layer.get("folded_bn")
+        folded = layer is not None and layer.folded_bn
         has_bias = bias is not None and bool(np.any(bias))
-        if layer is not None and "use_bias" in layer:
-            has_bias = bool(layer["use_bias"])
+        if layer is not None and layer.use_bias is not None:
+            has_bias = layer.use_bias
         bias = np.zeros(levels.shape[-1]) if bias is None else bias
-        name = layer["name"] if layer else _layer_name(r.name(output))
-        unit_scale = bool(folded) or np.allclose(scale, 1.0, rtol=1e-4)
+        name = layer.name if layer else _layer_name(r.name(output))
+        unit_scale = bool(folded) or is_unit_scale(scale)
         in_name = self.src(inputs[0])
         in_shape = self.shape(inputs[0])
         common = dict(
@@ -326,45 +233,35 @@ class _Builder:
             else (np.zeros_like(scale) if folded else bias.astype(np.float32)),
         )
         if kind == "CONV_2D":
-            padding_kind = opts.Padding()
-            kh, kw = int(levels.shape[0]), int(levels.shape[1])
-            if padding_kind == self.r.s.Padding.SAME:
-                pad = (
-                    *same_padding(in_shape[0], kh, strides[0]),
-                    *same_padding(in_shape[1], kw, strides[1]),
-                )
-            else:
-                pad = (0, 0, 0, 0)
-            expect = (
-                conv_output_size(in_shape[0], kh, strides[0], pad[0], pad[1]),
-                conv_output_size(in_shape[1], kw, strides[1], pad[2], pad[3]),
-            )
+            kernel = (int(levels.shape[0]), int(levels.shape[1]))
+            pad = r.padding(op, in_shape, kernel, strides)
+            try:
+                expect = output_hw(in_shape[:2], kernel, strides, pad)
+            except ContractError:
+                expect = None
             if expect != tuple(common["output_shape"][:2]):
                 raise HwSimError(f"{r.path}: convolution output size does not match its padding")
             current = self.emit(Op(name, "conv2d", strides=strides, padding=pad, **common), None)
         else:
             current = self.emit(Op(name, "dense", **common), None)
         if folded:
-            eps = float(layer.get("bn_epsilon") or 1e-3)
+            eps = float(layer.bn_epsilon or 1e-3)
             beta = bias.astype(np.float32)
             current = self.emit(self._bn(folded, current, output, scale, beta, eps), None)
         if fused != "linear":
             current = self.activation(fused, current, output, f"{name}_activation")
         self.alias[output] = current
 
-    def _bn(self, name, src, output, gamma, beta, eps) -> Op:
-        c = np.asarray(gamma).size
+    def _bn(self, name, src, output, scale, shift, eps) -> Op:
+        """A batch-norm op computing ``scale·x + shift`` (μ = 0, σ² = 1 − ε)."""
         return Op(
             name,
             "batchnorm",
             [src],
             self.shape(output),
             source_type="tflite:batchnorm",
-            gamma=np.asarray(gamma, np.float32).reshape(c),
-            beta=np.asarray(beta, np.float32).reshape(c),
-            moving_mean=np.zeros(c, np.float32),
-            moving_variance=np.full(c, 1.0 - eps, np.float32),
             epsilon=eps,
+            **affine.batchnorm_from_affine(scale, shift, eps),
         )
 
     def affine(self, kind: str, op, inputs: list[int], output: int) -> None:
@@ -375,8 +272,7 @@ class _Builder:
         value = next(c for c in consts if c is not None)
         channels = self.shape(output)[-1]
         value = np.broadcast_to(np.asarray(value, np.float64).reshape(-1), (channels,))
-        opts = r.options(op, "MulOptions" if kind == "MUL" else "AddOptions")
-        fused = _FUSED.get(opts.FusedActivationFunction() if opts else 0, "linear")
+        fused = r.fused(op) or "linear"
         if kind == "MUL" and fused == "linear":
             # wait for the ADD of the shift; emitted then as one batch-norm
             self.pending_mul[output] = (value, var[0])
@@ -403,13 +299,12 @@ class _Builder:
         fold = next((self.branch_of[t] for t in inputs if t in self.branch_of), None)
         if fold is None:
             return src
-        if bool(fold.get("via")) != pooled:
+        if bool(fold.via) != pooled:
             if not pooled:
                 self.branch_of[output] = fold
             return src
-        eps = float(fold.get("epsilon", 1e-3))
         return self.emit(
-            self._bn(fold["bn"], src, output, fold["scale"], fold["shift"], eps), output
+            self._bn(fold.bn, src, output, fold.scale, fold.shift, fold.epsilon), output
         )
 
     def residual_identity_of(self, output: int) -> dict | None:
@@ -461,8 +356,7 @@ class _Builder:
             srcs = [self.src(t) for t in inputs]
             if any(self.shape(t) != self.shape(out) for t in inputs):
                 raise HwSimError(f"{r.path}: broadcasting ADD is not supported")
-            opts = r.options(op, "AddOptions")
-            fused = _FUSED.get(opts.FusedActivationFunction() if opts else 0, "linear")
+            fused = r.fused(op) or "linear"
             name = _layer_name(r.name(out))
             current = self.emit(
                 Op(name, "add", srcs, self.shape(out), source_type="tflite:ADD"), out
@@ -472,27 +366,21 @@ class _Builder:
                 self.activation(fused, current, out, f"{name}_activation")
         elif kind == "MEAN":
             axes = r.constant(inputs[1])
-            opts = r.options(op, "ReducerOptions")
             if (
                 axes is None
                 or sorted(int(a) for a in axes.reshape(-1)) != [1, 2]
-                or (opts and opts.KeepDims())
+                or (op and op.keepDims)
             ):
                 raise HwSimError(f"{r.path}: only MEAN over H, W without keep_dims is supported")
             src = self.src(inputs[0])
             pooled = self.emit(Op("global_avgpool", "global_avgpool", [src], self.shape(out)), out)
             self.residual_bn(pooled, inputs[:1], out, pooled=True)
         elif kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-            opts = r.options(op, "Pool2DOptions")
-            pool = (int(opts.FilterHeight()), int(opts.FilterWidth()))
-            strides = (int(opts.StrideH()), int(opts.StrideW()))
-            in_shape = self.shape(inputs[0])
-            pad = (0, 0, 0, 0)
-            if opts.Padding() == r.s.Padding.SAME:
-                pad = (
-                    *same_padding(in_shape[0], pool[0], strides[0]),
-                    *same_padding(in_shape[1], pool[1], strides[1]),
-                )
+            if op is None:
+                raise HwSimError(f"{r.path}: {kind} without its options")
+            pool = (int(op.filterHeight), int(op.filterWidth))
+            strides = (int(op.strideH), int(op.strideW))
+            pad = r.padding(op, self.shape(inputs[0]), pool, strides)
             pool_kind = "maxpool" if kind == "MAX_POOL_2D" else "avgpool"
             extra = {"count_include_pad": False} if pool_kind == "avgpool" else {}
             self.emit(
@@ -508,8 +396,8 @@ class _Builder:
                 ),
                 out,
             )
-        elif kind in _ACT_OPS:
-            self.activation(_ACT_OPS[kind], self.src(inputs[0]), out, kind.lower())
+        elif (act := activations.from_tflite_op(kind)) is not None:
+            self.activation(act, self.src(inputs[0]), out, kind.lower())
         elif kind == "RESHAPE" and len(self.shape(out)) == 1:
             self.emit(Op("flatten", "flatten", [self.src(inputs[0])], self.shape(out)), out)
         else:
@@ -527,21 +415,28 @@ def load(path: str, safe_mode: bool = True) -> Graph:
         buf = read_input_file(path, "tflite", "model file")
     except OSError as exc:
         raise HwSimError(str(exc)) from None
+    try:
+        return _build(buf, path)
+    except ContractError as exc:
+        raise HwSimError(f"{path}: not a valid .tflite file ({exc})") from None
+
+
+def _build(buf: bytes, path: str) -> Graph:
     reader = _Reader(buf, path)
     meta = reader.metadata()
     b = _Builder(reader, meta)
-    graph_inputs = [int(t) for t in reader.graph.InputsAsNumpy()]
+    graph_inputs = reader.model.inputs
     if len(graph_inputs) != 1:
         raise HwSimError(f"{path}: models with {len(graph_inputs)} inputs are not supported")
     t_in = graph_inputs[0]
-    input_name = (meta or {}).get("input") or reader.name(t_in).split(":")[0]
+    input_name = (meta.input if meta else None) or reader.name(t_in).split(":")[0]
     b.precision[input_name] = "float32"
     b.emit(Op(input_name, "input", [], b.shape(t_in), source_type="InputLayer"), t_in)
     for kind, op, inputs, outputs in reader.ops():
         b.operator(kind, op, inputs, outputs)
     b.flush_pending()
-    outputs = [b.src(int(t)) for t in reader.graph.OutputsAsNumpy()]
-    name = (meta or {}).get("model_name") or "tflite"
+    outputs = [b.src(t) for t in reader.model.outputs]
+    name = (meta.model_name if meta else None) or "tflite"
     graph = Graph(name=name, ops=b.ops, outputs=outputs, source=path)
     if not any(op.is_quantized for op in graph.ops):
         raise HwSimError(f"{path}: no ternary or binary kernel; hw_sim profiles ternary networks")

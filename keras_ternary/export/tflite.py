@@ -18,7 +18,6 @@ every ternary kernel of the source model must be found, with values only in
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import tensorflow as tf
 
+from keras_ternary.contract.metadata import METADATA_NAME, ExportMetadata, LayerEntry
 from keras_ternary.export.flatbuffer import WeightTensor, add_metadata, read_weight_tensors
 from keras_ternary.export.fold import ExportError, FoldedKernel, InferenceGraph, inference_model
 from keras_ternary.fileio import atomic_write
@@ -50,7 +50,6 @@ __all__ = [
 MODES = ("int8", "int16x8", "float")
 #: Modes that quantize (they need representative data for the activation ranges).
 QUANTIZED_MODES = ("int8", "int16x8")
-METADATA_NAME = "keras_ternary.export"
 
 
 @dataclass
@@ -264,7 +263,7 @@ def check_ternary_kernels(
     return checks
 
 
-def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> dict:
+def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> ExportMetadata:
     """What the .tflite cannot say about its source model (stored as metadata, JSON).
 
     ``layers``: per conv/dense layer of the source (in order): its kernel quantizer kind
@@ -272,7 +271,8 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
     the output channels where its scale is negative (so that ``t`` can be recovered);
     ``input``: the name of the model input; ``batchnorms``: the batch-norms that were kept;
     ``residual``: the batch-norms pushed back into residual branches
-    (:meth:`~keras_ternary.export.fold.ResidualFold.to_dict`), and per layer ``residual_bn``.
+    (:class:`~keras_ternary.export.fold.ResidualFold`), and per layer ``residual_bn``.
+    The layout is :class:`keras_ternary.contract.metadata.ExportMetadata`.
     """
     import keras_ternary
     from keras_ternary.stats import quantizer_kind
@@ -288,33 +288,32 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
         q = getattr(src, "kernel_quantizer", None)
         bn = folded_into.get(layer.name)
         layers.append(
-            {
-                "name": layer.name,
-                "quantizer": quantizer_kind(q),
-                "delta": float(q.delta) if hasattr(q, "delta") else None,
-                "use_bias": bool(getattr(src, "use_bias", False)),
-                "folded_bn": bn,
-                "bn_epsilon": float(model.get_layer(bn).epsilon) if bn else None,
+            LayerEntry(
+                name=layer.name,
+                quantizer=quantizer_kind(q),
+                delta=float(q.delta) if hasattr(q, "delta") else None,
+                use_bias=bool(getattr(src, "use_bias", False)),
+                folded_bn=bn,
+                bn_epsilon=float(model.get_layer(bn).epsilon) if bn else None,
                 # output channels whose folded scale is negative (the sign moved into t)
-                "negative_channels": (
+                negative_channels=(
                     np.flatnonzero(scales[layer.name] < 0).tolist()
                     if bn and layer.name in scales
                     else []
                 ),
-                "residual_bn": residual_of.get(layer.name),
-            }
+                residual_bn=residual_of.get(layer.name),
+            )
         )
     kept = [x.name for x in graph.model.layers if isinstance(x, tf.keras.layers.BatchNormalization)]
-    return {
-        "version": 1,
-        "producer": f"keras-ternary {keras_ternary.__version__}",
-        "mode": mode,
-        "model_name": model.name,
-        "input": graph.model.input_names[0],
-        "layers": layers,
-        "batchnorms": kept,
-        "residual": [f.to_dict() for f in graph.residual],
-    }
+    return ExportMetadata(
+        producer=f"keras-ternary {keras_ternary.__version__}",
+        mode=mode,
+        model_name=model.name,
+        input=graph.model.input_names[0],
+        layers=layers,
+        batchnorms=kept,
+        residual=list(graph.residual),
+    )
 
 
 def to_tflite(
@@ -370,7 +369,7 @@ def to_tflite(
         ref = np.asarray(model(probe, training=False))
         fold_diff = float(np.max(np.abs(ref - np.asarray(graph.model(probe, training=False)))))
     data = convert(graph.model, mode, representative_data, io_dtype)
-    meta = json.dumps(export_metadata(model, graph, mode), separators=(",", ":"))
+    meta = export_metadata(model, graph, mode).to_json()
     data = add_metadata(data, METADATA_NAME, meta.encode("utf-8"))
     checks = check_ternary_kernels(data, graph.kernels)
     bad = [c for c in checks if not c.exact]

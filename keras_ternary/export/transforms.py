@@ -21,13 +21,14 @@ The formulas are in the docs of :mod:`keras_ternary.export.fold`.
 
 from __future__ import annotations
 
-import base64
 import copy
 from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
+from keras_ternary.contract import affine
+from keras_ternary.contract.metadata import ResidualEntry
 from keras_ternary.export.graph import ConfigGraph, ExportError, Node, layer_entry
 
 __all__ = [
@@ -142,49 +143,14 @@ class FoldedKernel:
         return (self.ternary * self.total_scale).astype(np.float32)
 
 
-def _b64_float32(values: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(values, "<f4").tobytes()).decode("ascii")
-
-
 @dataclass
-class ResidualFold:
+class ResidualFold(ResidualEntry):
     """A batch-norm after a residual ``Add`` pushed back into the branches of the sum.
 
-    Attributes:
-        bn: the batch-norm (gone from the inference model).
-        add: the ``Add`` layer.
-        via: the global-average-pooling layer between the add and the batch-norm, or None.
-        scale, shift: the batch-norm as ``y = scale·x + shift`` (float64, per channel).
-        epsilon: the batch-norm's ε.
-        branches: per input of the add, ``(layer, kind)``: kind ``"folded"`` (a convolution
-            that took ``scale``) or ``"scaled"`` (a depthwise layer added to hold ``scale``).
-        shift_branch: the layer that took ``shift`` as (part of) its bias.
-        clips: the :class:`RangeClip` layers added (may be empty).
+    Its fields (the batch-norm, the add, ``scale`` and ``shift``, the branches, the range
+    clips added) are those recorded in the export metadata: see
+    :class:`keras_ternary.contract.metadata.ResidualEntry`.
     """
-
-    bn: str
-    add: str
-    via: str | None
-    scale: np.ndarray
-    shift: np.ndarray
-    epsilon: float
-    branches: list[tuple[str, str]]
-    shift_branch: str
-    clips: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        """JSON-ready; ``scale`` and ``shift`` as base64 of little-endian float32."""
-        return {
-            "bn": self.bn,
-            "add": self.add,
-            "via": self.via,
-            "scale": _b64_float32(self.scale),
-            "shift": _b64_float32(self.shift),
-            "epsilon": self.epsilon,
-            "branches": [{"layer": n, "kind": k} for n, k in self.branches],
-            "shift_branch": self.shift_branch,
-            "clips": list(self.clips),
-        }
 
 
 @dataclass
@@ -218,11 +184,13 @@ def batchnorm_affine(bn: tf.keras.layers.BatchNormalization) -> tuple[np.ndarray
     ``center=False``), computed in float64.
     """
     weights = {w.name.split("/")[-1].split(":")[0]: np.asarray(w, np.float64) for w in bn.weights}
-    mean, var = weights["moving_mean"], weights["moving_variance"]
-    gamma = weights.get("gamma", np.ones_like(mean))
-    beta = weights.get("beta", np.zeros_like(mean))
-    s = gamma / np.sqrt(var + bn.epsilon)
-    return s, beta - s * mean
+    return affine.batchnorm_affine(
+        weights.get("gamma"),
+        weights.get("beta"),
+        weights["moving_mean"],
+        weights["moving_variance"],
+        bn.epsilon,
+    )
 
 
 def fold_batchnorm(
