@@ -1,6 +1,6 @@
 """Profile a network: counts per layer, energy = actions x energy per action, baselines.
 
-:func:`profile` is the Python API behind ``python -m hw_sim.profile``; it returns the same
+:func:`profile_model` is the Python API behind ``python -m hw_sim``; it returns the same
 data the CLI prints as JSON.
 """
 
@@ -16,7 +16,7 @@ from hw_sim.ir import Graph
 from hw_sim.memory import consumer_map, fused_tensors, layer_memory, tensor_storage_bits
 from hw_sim.technology import Tech, load_tech
 
-__all__ = ["analyze", "energy_pj", "profile", "to_graph"]
+__all__ = ["analyze", "energy_pj", "profile_model", "to_graph"]
 
 
 def energy_pj(actions: dict[str, dict[str, float]], tech: Tech) -> dict[str, float]:
@@ -136,7 +136,7 @@ def _with_baselines(graph: Graph, report: dict, tech: Tech, baselines: dict[str,
     return report
 
 
-def profile(model, accelerator: str = "bitwise", tech=None) -> dict:
+def profile_model(model, accelerator: str = "bitwise", tech=None) -> dict:
     """Profile ``model`` (path, :class:`Graph` or tf.keras model) on one or all accelerators.
 
     Args:

@@ -5,7 +5,7 @@ import pytest
 
 from hw_sim.accelerators import ACCELERATORS, BASELINES
 from hw_sim.accelerators.common import count_sparse_adds
-from hw_sim.analysis import analyze, energy_pj, profile
+from hw_sim.analysis import analyze, energy_pj, profile_model
 from hw_sim.geometry import dense_macs, valid_tap_counts
 from hw_sim.ir import Graph, Op, Quantizer, same_padding
 from hw_sim.technology import load_tech
@@ -230,9 +230,9 @@ def test_totals_are_sums_of_layers_and_all_matches_single():
     rng = np.random.default_rng(0)
     w = rng.integers(-1, 2, size=(3, 3, 3, 4))
     g = conv_graph(w, (6, 6, 3))
-    everything = profile(g, "all")
+    everything = profile_model(g, "all")
     for name in ACCELERATORS:
-        single = profile(g, name)
+        single = profile_model(g, name)
         assert single["total"] == everything["accelerators"][name]["total"]
         for key in ("macs", "weights", "zero_weights", "dram_reads", "sram_act_reads"):
             assert single["total"][key] == sum(r[key] for r in single["layers"])

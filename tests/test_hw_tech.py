@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from hw_sim import HwSimError
-from hw_sim.analysis import profile
+from hw_sim.analysis import profile_model
 from hw_sim.ir import Graph, Op, Quantizer
 from hw_sim.technology import DEFAULT_TECH, load_tech
 
@@ -76,7 +76,7 @@ def test_default_table_has_horowitz_figures_and_a_source_for_every_entry():
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_override_changes_energy_exactly(tmp_path, accelerator, fmt):
     g = small_graph()
-    base = profile(g, accelerator)
+    base = profile_model(g, accelerator)
     counts = action_totals(base)
     override = {
         "energy_pj": {"int32_add": 0.5, "fp32_add": {"value": 2.0, "source": "test"}},
@@ -84,7 +84,7 @@ def test_override_changes_energy_exactly(tmp_path, accelerator, fmt):
     }
     path = tmp_path / f"t.{fmt}"
     path.write_text(json.dumps(override) if fmt == "json" else yaml.safe_dump(override))
-    new = profile(g, accelerator, tech=str(path))
+    new = profile_model(g, accelerator, tech=str(path))
     delta = (
         counts.get("int32_add", 0) * (0.5 - 0.1)
         + counts.get("fp32_add", 0) * (2.0 - 0.9)
@@ -101,8 +101,8 @@ def test_override_changes_energy_exactly(tmp_path, accelerator, fmt):
 
 def test_buffer_override_selects_sram_level():
     g = small_graph()
-    base = profile(g, "zeroskip")
-    small = profile(g, "zeroskip", tech={"buffer": {"act_sram_kib": 8}})
+    base = profile_model(g, "zeroskip")
+    small = profile_model(g, "zeroskip", tech={"buffer": {"act_sram_kib": 8}})
     act = sum(r["sram_act_reads"] + r["sram_act_writes"] for r in base["layers"])
     diff = base["total"]["energy_pj"]["sram"] - small["total"]["energy_pj"]["sram"]
     assert diff == pytest.approx(act * (100 - 10))
