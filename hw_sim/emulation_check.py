@@ -84,8 +84,10 @@ def emulation_report(graph: Graph, result, tech=None) -> dict:
                 "skipped": float(lc.skipped),
             },
             "energy_pj_compute": {
-                "analytic": energy_pj({"compute": lc.actions.get("compute", {})}, tech)["total"],
-                "measured": energy_pj({"compute": measured_actions}, tech)["total"],
+                "analytic": energy_pj({"compute": lc.actions.get("compute", {})}, tech, model)[
+                    "total"
+                ],
+                "measured": energy_pj({"compute": measured_actions}, tech, model)["total"],
             },
         }
         if kernel == "popcount":

@@ -171,7 +171,7 @@ def test_cim_tiles_blocks_adc_and_utilisation():
     # ternary activations: 2 pulses
     assert lc.actions["compute"] == {"cim_cell": 96, "adc_conversion": 12, "int32_add": 12}
     assert (lc.executed, lc.skipped) == (4, 16)
-    e = energy_pj(lc.actions, tech)["compute"]
+    e = energy_pj(lc.actions, tech, ACCELERATORS["cim"])["compute"]
     assert e == pytest.approx(96 * 0.00243 + 12 * 0.01 * 2**5 + 12 * 0.1)
 
 

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from hw_sim import HwSimError
+from hw_sim.accelerators import ACCELERATORS
 from hw_sim.analysis import profile_model
 from hw_sim.ir import Graph, Op, Quantizer
 from hw_sim.technology import DEFAULT_TECH, load_tech
@@ -121,8 +122,30 @@ def test_buffer_override_selects_sram_level():
     ],
 )
 def test_bad_overrides_raise(override, message):
+    """Caught before counting; an accelerator's own section is checked by its model."""
     with pytest.raises(HwSimError, match=message):
-        load_tech(override)
+        profile_model(small_graph(), "all", tech=override)
+
+
+def test_each_accelerator_reads_its_own_section():
+    tech = load_tech({"accelerators": {"cim": {"adc_bits": 6}}})
+    assert ACCELERATORS["cim"].config(tech).adc_bits == 6
+    assert ACCELERATORS["cim"].action_pj("adc_conversion", tech) == pytest.approx(0.01 * 2**6)
+    with pytest.raises(HwSimError, match="no energy for 'adc_conversion'"):
+        tech.action_pj("adc_conversion")  # the table alone knows no accelerator
+    summary = profile_model(small_graph(), "cim", tech=tech)["tech"]
+    assert summary["cim"]["adc_bits"] == 6 and summary["activation_sparsity"] == 0.0
+
+
+def test_accelerator_choices_come_from_the_registry():
+    import argparse
+
+    from hw_sim.__main__ import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    (action,) = [a for a in parser._actions if a.dest == "accelerator"]
+    assert tuple(action.choices) == (*ACCELERATORS, "all")
 
 
 def test_bad_files_raise(tmp_path):
