@@ -226,12 +226,17 @@ def _quiet_native_stderr():
     everything). Python-level errors still propagate and are printed by :func:`main`.
     """
     if os.environ.get("HW_SIM_DEBUG"):
+        from keras_ternary import _register_with_keras
+
+        _register_with_keras()
         yield
         return
+    from keras_ternary import _register_with_keras
     from keras_ternary.tflog import filtered_stderr, quiet_entry_point
 
     quiet_entry_point()
     with filtered_stderr():
+        _register_with_keras()  # left to here in a command line (keras_ternary/__init__.py)
         yield
 
 

@@ -10,9 +10,10 @@ been imported yet (larq needs it), and raises an ImportError explaining the fix 
 It also registers the quantizers and layers with Keras, so saved models reload with
 ``tf.keras.models.load_model`` (or :func:`load_model`) without ``custom_objects``.
 
-The public names are attributes loaded on first use (PEP 562). Only when the package is
-being located by ``python -m keras_ternary[.…]`` is the registration (which imports
-TensorFlow) left to first use, so that ``--help`` answers at once.
+The public names are attributes loaded on first use (PEP 562). Only in this project's
+command lines (``python -m keras_ternary[.…]``, ``python -m hw_sim[.…]``) is the
+registration (which imports TensorFlow) left to the command, after parsing, so that
+``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -63,6 +64,18 @@ def _register_with_keras() -> None:
     importlib.import_module("keras_ternary.activations")  # HardTanh
 
 
-# ``python -m`` sets sys.argv[0] to "-m" while it locates the module (Python docs, "-m").
-if sys.argv[:1] != ["-m"]:
+#: Command lines of this project that register with Keras themselves, after parsing.
+_COMMAND_LINES = ("keras_ternary", "hw_sim")
+
+
+def _in_command_line() -> bool:
+    """Whether a command line of :data:`_COMMAND_LINES` runs (``python -m NAME[.…]``)."""
+    # ``python -m`` sets sys.argv[0] to "-m" while it locates the module (Python docs, "-m").
+    if sys.argv[:1] == ["-m"]:
+        return True
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec is not None and spec.name.split(".")[0] in _COMMAND_LINES
+
+
+if not _in_command_line():
     _register_with_keras()
