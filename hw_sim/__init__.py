@@ -9,12 +9,7 @@ models and baselines), :mod:`hw_sim.memory` (buffer model), :mod:`hw_sim.technol
     >>> report["total"]["energy_pj"]["total"], report["total"]["baselines"]  # doctest: +SKIP
 """
 
-from hw_sim.analysis import analyze
-from hw_sim.analysis import profile as profile_model
-
-# ``hw_sim.profile`` is the command-line module (``python -m hw_sim.profile``); the Python
-# API is ``hw_sim.profile_model`` (= ``hw_sim.analysis.profile``). Exporting a function named
-# ``profile`` here would be shadowed by the submodule as soon as it is imported.
+from hw_sim.analysis import analyze, profile_model
 from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph, Op, Quantizer
 from hw_sim.loaders import load_graph, register_loader

@@ -1,6 +1,6 @@
 """Profile a network: counts per layer, energy = actions x energy per action, baselines.
 
-:func:`profile` is the Python API behind ``python -m hw_sim.profile``; it returns the same
+:func:`profile_model` is the Python API behind ``python -m hw_sim``; it returns the same
 data the CLI prints as JSON.
 """
 
@@ -16,14 +16,20 @@ from hw_sim.ir import Graph
 from hw_sim.memory import consumer_map, fused_tensors, layer_memory, tensor_storage_bits
 from hw_sim.technology import Tech, load_tech
 
-__all__ = ["analyze", "energy_pj", "profile", "to_graph"]
+__all__ = ["analyze", "energy_pj", "profile_model", "tech_summary", "to_graph"]
 
 
-def energy_pj(actions: dict[str, dict[str, float]], tech: Tech) -> dict[str, float]:
-    """Energy by component: Σ_action count(action) · pJ(action), plus ``total``."""
+def energy_pj(
+    actions: dict[str, dict[str, float]], tech: Tech, model: CountingModel | None = None
+) -> dict[str, float]:
+    """Energy by component: Σ_action count(action) · pJ(action), plus ``total``.
+
+    ``model`` prices the actions that depend on its parameters (e.g. ``cim``'s ADC).
+    """
+    price = tech.action_pj if model is None else lambda action: model.action_pj(action, tech)
     out = {c: 0.0 for c in COMPONENTS}
     for component, bucket in actions.items():
-        out[component] += sum(n * tech.action_pj(a) for a, n in bucket.items())
+        out[component] += sum(n * price(a) for a, n in bucket.items())
     out["total"] = sum(out[c] for c in COMPONENTS)
     return out
 
@@ -64,7 +70,7 @@ def analyze(graph: Graph, model: CountingModel, tech: Tech) -> dict:
                 "mode": lc.mode,
                 **{k: _plain(v) for k, v in mem.items()},
                 "actions": lc.actions,
-                "energy_pj": energy_pj(lc.actions, tech),
+                "energy_pj": energy_pj(lc.actions, tech, model),
                 "details": {k: _plain(v) for k, v in lc.details.items()},
             }
         )
@@ -119,6 +125,14 @@ def to_graph(model, safe_mode: bool = True) -> Graph:
     raise HwSimError(f"cannot profile a {type(model).__name__}: give a path, Graph or Keras model")
 
 
+def tech_summary(tech: Tech) -> dict:
+    """The table's summary in a report, with every accelerator's own parameters."""
+    out = tech.table()
+    for model in ACCELERATORS.values():
+        out.update(model.tech_summary(tech))
+    return out
+
+
 def _with_baselines(graph: Graph, report: dict, tech: Tech, baselines: dict[str, dict]) -> dict:
     for i, row in enumerate(report["layers"]):
         row["baselines_pj"] = {
@@ -136,12 +150,13 @@ def _with_baselines(graph: Graph, report: dict, tech: Tech, baselines: dict[str,
     return report
 
 
-def profile(model, accelerator: str = "bitwise", tech=None) -> dict:
+def profile_model(model, accelerator: str = "bitwise", tech=None) -> dict:
     """Profile ``model`` (path, :class:`Graph` or tf.keras model) on one or all accelerators.
 
     Args:
         model: a ``.h5`` / ``.keras`` path (or any registered suffix), a Graph or a model.
-        accelerator: ``"bitwise"``, ``"zeroskip"``, ``"cim"`` or ``"all"``.
+        accelerator: a name of :data:`hw_sim.accelerators.ACCELERATORS` (``"bitwise"``,
+            ``"zeroskip"``, ``"cim"``) or ``"all"``.
         tech: technology override: a YAML/JSON path, a dict, a :class:`Tech`, or None.
 
     Returns:
@@ -159,6 +174,7 @@ def profile(model, accelerator: str = "bitwise", tech=None) -> dict:
                 f"unknown accelerator {name!r}; choose from {', '.join(ACCELERATORS)} or all"
             )
     tech = load_tech(tech)
+    summary = tech_summary(tech)  # checks every accelerator's section before counting
     graph = to_graph(model)
     baselines = {name: analyze(graph, m, tech) for name, m in BASELINES.items()}
     reports = {}
@@ -169,7 +185,7 @@ def profile(model, accelerator: str = "bitwise", tech=None) -> dict:
             "source": graph.source,
             "accelerator": name,
             "title": ACCELERATORS[name].title,
-            "tech": tech.table(),
+            "tech": summary,
             **_with_baselines(graph, report, tech, baselines),
         }
     if accelerator != "all":
@@ -177,6 +193,6 @@ def profile(model, accelerator: str = "bitwise", tech=None) -> dict:
     return {
         "model": graph.name,
         "source": graph.source,
-        "tech": tech.table(),
+        "tech": summary,
         "accelerators": reports,
     }

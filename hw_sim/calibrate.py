@@ -7,11 +7,14 @@ The scale ``s = bound / 127`` comes from
    (hard_tanh, tanh, sigmoid: 1; relu6: 6), possibly through max-pooling/flatten --
    no data needed and nothing is clipped;
 2. otherwise **max-abs calibration**: the largest ``|x|`` of the tensor over a
-   calibration batch run through the emulator with float activations
-   (``percentile < 100`` uses that percentile of ``|x|`` instead, clipping outliers).
+   calibration batch run with float activations (``capture``: the emulator in float mode,
+   :class:`hw_sim.emulate.Emulator`); ``percentile < 100`` uses that percentile of ``|x|``
+   instead, clipping outliers.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -19,7 +22,14 @@ from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph
 from keras_ternary.contract import activations
 
-__all__ = ["INT8_MAX", "STATIC_BOUNDS", "calibrate_scales", "quantize_int8", "static_bound"]
+__all__ = [
+    "INT8_MAX",
+    "Capture",
+    "STATIC_BOUNDS",
+    "calibrate_scales",
+    "quantize_int8",
+    "static_bound",
+]
 
 INT8_MAX = 127
 
@@ -45,18 +55,22 @@ def static_bound(graph: Graph, tensor: str) -> float | None:
     return None
 
 
+#: ``capture(images, tensor names) -> {name: float values}``: one float forward pass.
+Capture = Callable[[np.ndarray, list[str]], dict[str, np.ndarray]]
+
+
 def calibrate_scales(
     graph: Graph,
     tensors: list[str],
     x: np.ndarray | None,
+    capture: Capture,
     percentile: float = 100.0,
-    backend: str = "auto",
     batch_size: int = 64,
 ) -> dict[str, dict]:
     """int8 scale of each tensor: ``{name: {"scale", "bound", "method"}}``.
 
-    Tensors without a static bound are measured on ``x`` (the calibration images); a
-    tensor that is all zero there gets scale 1/127.
+    Tensors without a static bound are measured on ``x`` (the calibration images), run
+    batch by batch through ``capture``; a tensor that is all zero there gets scale 1/127.
     """
     out: dict[str, dict] = {}
     measure = []
@@ -69,12 +83,9 @@ def calibrate_scales(
     if measure:
         if x is None or len(x) == 0:
             raise HwSimError(f"int8 activations of {', '.join(measure)} need calibration images")
-        from hw_sim.emulate import Emulator
-
-        emu = Emulator(graph, act_mode="float", backend=backend, fuse=False)
         seen: dict[str, list[np.ndarray]] = {n: [] for n in measure}
         for start in range(0, len(x), batch_size):
-            values = emu.forward(x[start : start + batch_size], capture=measure).captured
+            values = capture(x[start : start + batch_size], measure)
             for name in measure:
                 seen[name].append(np.abs(values[name]).ravel())
         for name in measure:

@@ -20,8 +20,8 @@ whole chain is folded into two integer comparisons per output
 (:mod:`hw_sim.kernels.threshold`) and never leaves the integer domain.
 
 Data-dependent counts (popcounts and words executed, adds executed, zero activations
-skipped) are collected per layer; :func:`emulation_report` sets them next to the analytic
-counts of :mod:`hw_sim.accelerators`.
+skipped) are collected per layer; :func:`hw_sim.emulation_check.emulation_report` sets them
+next to the analytic counts of :mod:`hw_sim.accelerators`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw_sim.calibrate import INT8_MAX, calibrate_scales, quantize_int8
+from hw_sim.calibrate import INT8_MAX, Capture, calibrate_scales, quantize_int8
 from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph, Op, Quantizer
 from hw_sim.kernels.backend import resolve
@@ -53,12 +53,7 @@ __all__ = [
     "ACT_MODES",
     "EmulationResult",
     "Emulator",
-    "add_cli_arguments",
     "apply_quantizer",
-    "compare_with_keras",
-    "emulation_report",
-    "load_inputs",
-    "report_from_args",
     "run",
 ]
 
@@ -297,7 +292,9 @@ class Emulator:
         missing = [t for t in self.int8_tensors if t not in self.scales]
         if missing:
             self.scales.update(
-                calibrate_scales(self.graph, missing, calibration, self.percentile, self.backend)
+                calibrate_scales(
+                    self.graph, missing, calibration, self._float_capture(), self.percentile
+                )
             )
         for plan in self.plans.values():
             if plan.act == "int8":
@@ -307,6 +304,19 @@ class Emulator:
                 if plan.integer:
                     self._fold(plan)
         self._compiled = True
+
+    def _float_capture(self) -> Capture:
+        """``capture(images, names)`` for calibration: this graph run with float activations."""
+        made: list[Emulator] = []  # built on first use: static bounds need no forward pass
+
+        def capture(x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+            if not made:
+                made.append(
+                    Emulator(self.graph, act_mode="float", backend=self.backend, fuse=False)
+                )
+            return made[0].forward(x, capture=names).captured
+
+        return capture
 
     def _fold(self, plan: LayerPlan) -> None:
         """Fold ``acc -> [BN | monotone activation]* -> quantizer`` into thresholds."""
@@ -495,41 +505,3 @@ def run(model, x: np.ndarray, *, return_result: bool = False, batch_size: int = 
     emu = Emulator(_to_graph(model), **kwargs)
     result = emu.run(x, batch_size=batch_size, keep_accumulators=keep)
     return result if return_result else result.logits
-
-
-# ----------------------------------------------------------------------------- reports / CLI
-def emulation_report(graph: Graph, result: EmulationResult, tech=None, **kwargs) -> dict:
-    """Per-layer measured counts next to the analytic ones (see :mod:`hw_sim.emulate_report`)."""
-    from hw_sim.emulate_report import emulation_report as _report
-
-    return _report(graph, result, tech, **kwargs)
-
-
-def compare_with_keras(
-    model, emulator: Emulator, x: np.ndarray, batch_size: int = 64, progress: bool = False
-):
-    """``(agreement, EmulationResult)`` of Keras vs the emulator (:mod:`hw_sim.emulate_report`)."""
-    from hw_sim.emulate_report import compare_with_keras as _compare
-
-    return _compare(model, emulator, x, batch_size, progress)
-
-
-def load_inputs(inputs: str | None, data_dir: str | None, n: int):
-    """``(x, y or None, description)`` from an .npz or a CIFAR-10 binary directory."""
-    from hw_sim.emulate_report import load_inputs as _load
-
-    return _load(inputs, data_dir, n)
-
-
-def add_cli_arguments(parser) -> None:
-    """Add ``--emulate N [--inputs FILE.npz | --data-dir DIR]`` and options to a parser."""
-    from hw_sim.emulate_report import add_cli_arguments as _add
-
-    _add(parser)
-
-
-def report_from_args(args, graph: Graph, model_path: str | None, tech=None) -> dict | None:
-    """The ``emulation`` section of a profile report for parsed CLI ``args`` (None if off)."""
-    from hw_sim.emulate_report import report_from_args as _from_args
-
-    return _from_args(args, graph, model_path, tech)

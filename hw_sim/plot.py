@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 
 from hw_sim.accelerators import COMPONENTS
-from hw_sim.profile import write_atomic
-from hw_sim.report import reports_of
+from hw_sim.tables import reports_of
+from keras_ternary.fileio import atomic_write
 
 __all__ = ["plot_energy"]
 
@@ -15,7 +15,8 @@ def plot_energy(result: dict, path: str) -> None:
     """Write a PNG of energy (nJ) per layer, stacked by component; atomic replace.
 
     Raises:
-        HwSimError: ``path`` cannot be written (its directory is missing, ...).
+        keras_ternary.fileio.WriteError: ``path`` cannot be written (an ``OSError`` naming
+            it; its directory is missing, ...).
     """
     import matplotlib
 
@@ -44,4 +45,4 @@ def plot_energy(result: dict, path: str) -> None:
         fig.savefig(buffer, format="png", dpi=120)
     finally:
         plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())

@@ -3,6 +3,10 @@
 The default table is ``hw_sim/tech/horowitz45.yaml`` (Horowitz, ISSCC 2014, 45 nm, plus
 stated assumptions). :func:`load_tech` deep-merges an override file (YAML or JSON) or
 dict onto it; unknown keys are rejected so a typo cannot silently keep a default.
+
+The table knows no accelerator: each accelerator model reads its own section
+``accelerators.<name>`` through :meth:`Tech.section` (see
+:class:`hw_sim.accelerators.CountingModel`).
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
 from hw_sim.errors import HwSimError
 
-__all__ = ["DEFAULT_TECH", "BufferModel", "CimConfig", "Tech", "load_tech"]
+__all__ = ["DEFAULT_TECH", "BufferModel", "Tech", "load_tech"]
+
+T = TypeVar("T")
 
 DEFAULT_TECH = Path(__file__).with_name("tech") / "horowitz45.yaml"
 _STORAGE = ("packed", "entropy")
@@ -46,28 +53,6 @@ class BufferModel:
 
 
 @dataclass(frozen=True)
-class CimConfig:
-    """Crossbar parameters of the ``cim`` accelerator model."""
-
-    rows: int = 128
-    cols: int = 128
-    adc_bits: int = 5
-    block_rows: int = 16
-    ternary_cells: int = 2
-    weights_resident: bool = True
-
-    def __post_init__(self) -> None:
-        if self.rows < 1 or self.cols < 1 or self.adc_bits < 1:
-            raise HwSimError("cim.rows, cim.cols and cim.adc_bits must be >= 1")
-        if self.block_rows < 1 or self.rows % self.block_rows:
-            raise HwSimError("cim.block_rows must divide cim.rows")
-        if self.ternary_cells not in (1, 2):
-            raise HwSimError("cim.ternary_cells must be 1 (ternary cell) or 2 (binary cells)")
-        if self.cols % self.ternary_cells:
-            raise HwSimError("cim.cols must be a multiple of cim.ternary_cells")
-
-
-@dataclass(frozen=True)
 class Tech:
     """A resolved technology table."""
 
@@ -77,8 +62,7 @@ class Tech:
     sram_levels: tuple[tuple[float, float], ...]  # (capacity KiB, pJ per 64-bit access)
     dram_pj: float
     buffer: BufferModel
-    cim: CimConfig
-    activation_sparsity: float
+    accelerators: dict[str, dict]  # section name -> the accelerator's parameters, as written
     raw: dict
 
     def sram_pj(self, capacity_kib: float) -> float:
@@ -96,14 +80,23 @@ class Tech:
             return self.sram_pj(self.buffer.act_sram_kib)
         if action == "dram":
             return self.dram_pj
-        if action == "adc_conversion":
-            return self.energy_pj["adc_fom"] * 2**self.cim.adc_bits
         try:
             return self.energy_pj[action]
         except KeyError:
             raise HwSimError(
                 f"technology table {self.name!r} has no energy for {action!r}"
             ) from None
+
+    def section(self, name: str, kind: type[T]) -> T:
+        """Section ``accelerators.<name>`` as a ``kind`` (a dataclass that checks itself)."""
+        try:
+            return kind(**self.accelerators[name])
+        except KeyError:
+            raise HwSimError(
+                f"technology table {self.name!r} has no section accelerators.{name}"
+            ) from None
+        except TypeError as exc:
+            raise HwSimError(f"malformed technology table: accelerators.{name}: {exc}") from None
 
     def table(self) -> dict:
         """JSON-ready summary: every energy used, with its source."""
@@ -114,8 +107,6 @@ class Tech:
             "sram_read_64b_pj": [{"capacity_kib": c, "value": v} for c, v in self.sram_levels],
             "dram_access_64b_pj": self.dram_pj,
             "buffer": self.buffer.__dict__.copy(),
-            "cim": self.cim.__dict__.copy(),
-            "activation_sparsity": self.activation_sparsity,
         }
 
 
@@ -198,14 +189,9 @@ def _build(raw: dict) -> Tech:
             raise HwSimError("technology entry sram_read_64b_pj needs at least one level")
         dram = _number(raw["dram_access_64b_pj"], "dram_access_64b_pj")
         buffer = BufferModel(**raw["buffer"])
-        cim = CimConfig(**raw["accelerators"]["cim"])
-        sparsity = _number(
-            raw["accelerators"]["zeroskip"]["activation_sparsity"], "activation_sparsity"
-        )
-    except (KeyError, TypeError) as exc:
+        accelerators = {name: dict(section) for name, section in raw["accelerators"].items()}
+    except (KeyError, TypeError, ValueError) as exc:
         raise HwSimError(f"malformed technology table: {type(exc).__name__}: {exc}") from None
-    if not 0.0 <= sparsity < 1.0:
-        raise HwSimError("accelerators.zeroskip.activation_sparsity must be in [0, 1)")
     return Tech(
         name=str(raw.get("name", "custom")),
         energy_pj=energy,
@@ -213,8 +199,7 @@ def _build(raw: dict) -> Tech:
         sram_levels=tuple(levels),
         dram_pj=dram,
         buffer=buffer,
-        cim=cim,
-        activation_sparsity=sparsity,
+        accelerators=accelerators,
         raw=raw,
     )
 

@@ -1,76 +1,35 @@
-"""``python -m keras_ternary``: train, sweep, report and the offline quick start.
+"""``python -m keras_ternary``: train, sweep, report, export and the offline quick start.
 
-Subcommands live in a small registry: :func:`register_subcommand` adds one (name, help,
-a function adding its arguments, a function running it). Modules named in
-:data:`EXTENSION_MODULES` are imported with this module if they exist; such a module either
-calls :func:`register_subcommand` when imported, or defines ``add_parser(subparsers)`` that
-adds its own subparser and ``run(args)`` returning the exit status, as
-``keras_ternary.export.cli`` does for ``export`` (see :func:`register_parser_hook`).
-
-Every error a user can cause (bad option, bad config, missing data, unusable run directory)
-ends in one ``error: ...`` line on stderr and exit status 2, without a traceback.
+Every subcommand is a pair ``add_arguments(parser)`` / ``run(args)`` listed in
+:data:`SUBCOMMANDS` (``export``'s pair is :mod:`keras_ternary.export.cli`); the convention
+and the error handling are :mod:`keras_ternary.cliutil`'s: every error a user can cause (bad
+option, bad config, missing data, unusable run directory) ends in one ``error: ...`` line on
+stderr and exit status 2, without a traceback; an unexpected error is one line and exit
+status 1 (``KERAS_TERNARY_DEBUG=1`` shows its traceback).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = [
-    "EXTENSION_MODULES",
-    "SUBCOMMANDS",
-    "CliError",
-    "main",
-    "register_parser_hook",
-    "register_subcommand",
-]
+from keras_ternary.cliutil import EXIT_USAGE, CliError, Parser, run_guarded
+from keras_ternary.export import cli as export_cli
 
-#: Modules imported by :func:`main` (when present) so that they can register subcommands.
-EXTENSION_MODULES: tuple[str, ...] = ("keras_ternary.export.cli",)
-
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-class CliError(Exception):
-    """A user error: printed as one line, exit status 2."""
+__all__ = ["SUBCOMMANDS", "CliError", "build_parser", "main"]
 
 
 @dataclass(frozen=True)
 class Subcommand:
     """A subcommand: ``add_arguments(parser)`` declares options, ``run(args)`` returns a status."""
 
-    name: str
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
     description: str | None = None
-
-
-SUBCOMMANDS: dict[str, Subcommand] = {}
-
-
-def register_subcommand(
-    name: str,
-    help: str,
-    add_arguments: Callable[[argparse.ArgumentParser], None],
-    run: Callable[[argparse.Namespace], int],
-    description: str | None = None,
-) -> None:
-    """Add (or replace) a subcommand of ``python -m keras_ternary``."""
-    SUBCOMMANDS[name] = Subcommand(name, help, add_arguments, run, description)
-
-
-class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose errors are one line (plus a pointer to --help), exit status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
 
 
 # --------------------------------------------------------------------------- shared options
@@ -562,104 +521,49 @@ def _run_configs(args: argparse.Namespace) -> int:
     return 0
 
 
-register_subcommand(
-    "train",
-    "train one configuration into a run directory",
-    _train_arguments,
-    _run_train,
-    description="Train ResNet-20* with the paper's recipe (Adam, LR 5e-3 → 1e-5, batch 256, "
-    "Δ regime of Eq. 7) into a run directory holding history.csv, TensorBoard logs, last/best "
-    "checkpoints, model.h5, ternary_stats.json and summary.json.",
-)
-register_subcommand(
-    "quickstart",
-    "offline demo: ternary ResNet-20 on generated data in 1-2 minutes",
-    _quickstart_arguments,
-    _run_quickstart,
-    description="Train ResNet-20 (inflation 1) with ternary weights and the logarithmic Δ "
-    "regime on SHAPES-10 (generated shapes, not CIFAR-10), printing Δ, sparsity and entropy "
-    "after every epoch: Δ reaches its cap in epoch 4, then the learning rate drops. Needs no "
-    "download; about 70 s on 2 quiet CPU cores.",
-)
-register_subcommand(
-    "sweep",
-    "run a grid of configurations; finished runs are skipped",
-    _sweep_arguments,
-    _run_sweep,
-    description="Run every configuration of a sweep file one after the other (or, with --ray, "
-    "as tasks on a Ray cluster). Finished runs (summary.json) are skipped and partial runs "
-    "resumed, so the same command continues an interrupted sweep.",
-)
-register_subcommand(
-    "report",
-    "figures 1-5 and tables 1-2 from run directories",
-    _report_arguments,
-    _run_report,
-    description="Rebuild the paper's figures (PNG) and tables (Markdown) from run directories.",
-)
-register_subcommand(
-    "configs", "list (or print) the shipped configurations", _configs_arguments, _run_configs
-)
-
-
-# --------------------------------------------------------------------------- extensions
-class _NameRecorder:
-    """Stands in for argparse's subparsers to learn what an ``add_parser`` hook registers."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict]] = []
-
-    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
-        self.calls.append((name, kwargs))
-        return _Parser(prog=name)
-
-
-class _GivenParser:
-    """Stands in for argparse's subparsers, handing a hook the subparser already made."""
-
-    def __init__(self, parser: argparse.ArgumentParser) -> None:
-        self.parser = parser
-
-    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
-        return self.parser
-
-
-def register_parser_hook(
-    add_parser: Callable[[argparse._SubParsersAction], object],
-    run: Callable[[argparse.Namespace], int],
-) -> None:
-    """Register the subcommand that ``add_parser(subparsers)`` adds, run by ``run(args)``."""
-    recorder = _NameRecorder()
-    add_parser(recorder)
-    if len(recorder.calls) != 1:
-        raise ValueError(f"{add_parser!r} must add exactly one subcommand")
-    name, kwargs = recorder.calls[0]
-    register_subcommand(
-        name,
-        kwargs.get("help") or name,
-        lambda parser: add_parser(_GivenParser(parser)),
-        run,
-        kwargs.get("description"),
-    )
-
-
-def _load_extensions() -> None:
-    """Import :data:`EXTENSION_MODULES` that exist; register their ``add_parser``/``run``."""
-    for module in EXTENSION_MODULES:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            continue
-        before = set(SUBCOMMANDS)
-        extension = importlib.import_module(module)
-        hook, run = getattr(extension, "add_parser", None), getattr(extension, "run", None)
-        if set(SUBCOMMANDS) == before and callable(hook) and callable(run):
-            register_parser_hook(hook, run)
-
-
-_load_extensions()
+#: The subcommands of ``python -m keras_ternary``, in the order of ``--help``.
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "train": Subcommand(
+        "train one configuration into a run directory",
+        _train_arguments,
+        _run_train,
+        "Train ResNet-20* with the paper's recipe (Adam, LR 5e-3 → 1e-5, batch 256, Δ regime "
+        "of Eq. 7) into a run directory holding history.csv, TensorBoard logs, last/best "
+        "checkpoints, model.h5, ternary_stats.json and summary.json.",
+    ),
+    "quickstart": Subcommand(
+        "offline demo: ternary ResNet-20 on generated data in 1-2 minutes",
+        _quickstart_arguments,
+        _run_quickstart,
+        "Train ResNet-20 (inflation 1) with ternary weights and the logarithmic Δ regime on "
+        "SHAPES-10 (generated shapes, not CIFAR-10), printing Δ, sparsity and entropy after "
+        "every epoch: Δ reaches its cap in epoch 4, then the learning rate drops. Needs no "
+        "download; about 70 s on 2 quiet CPU cores.",
+    ),
+    "sweep": Subcommand(
+        "run a grid of configurations; finished runs are skipped",
+        _sweep_arguments,
+        _run_sweep,
+        "Run every configuration of a sweep file one after the other (or, with --ray, as "
+        "tasks on a Ray cluster). Finished runs (summary.json) are skipped and partial runs "
+        "resumed, so the same command continues an interrupted sweep.",
+    ),
+    "report": Subcommand(
+        "figures 1-5 and tables 1-2 from run directories",
+        _report_arguments,
+        _run_report,
+        "Rebuild the paper's figures (PNG) and tables (Markdown) from run directories.",
+    ),
+    "configs": Subcommand(
+        "list (or print) the shipped configurations", _configs_arguments, _run_configs
+    ),
+    "export": Subcommand(
+        "export a trained model to .tflite or to the packed ternary format",
+        export_cli.add_arguments,
+        export_cli.run,
+        "Export a trained Keras model (.h5 / .keras / SavedModel) for deployment.",
+    ),
+}
 
 
 # --------------------------------------------------------------------------- main
@@ -668,16 +572,16 @@ _WITHOUT_TENSORFLOW = frozenset({"configs", "report"})
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every registered subcommand."""
-    parser = _Parser(
+    """The top-level parser with every subcommand of :data:`SUBCOMMANDS`."""
+    parser = Parser(
         prog="python -m keras_ternary",
         description="Sparse ternary neural networks (Dordoni et al., MLSP 2024): training, "
         "sweeps over the paper's experiments, and reports.",
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for sub in SUBCOMMANDS.values():
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name, sub in SUBCOMMANDS.items():
         sub_parser = subparsers.add_parser(
-            sub.name, help=sub.help, description=sub.description or sub.help
+            name, help=sub.help, description=sub.description or sub.help
         )
         sub.add_arguments(sub_parser)
         sub_parser.set_defaults(_run=sub.run)
@@ -689,25 +593,25 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     ``OSError`` comes last: a write that failed (disk full, permission denied) is one line too.
     """
-    found: list[type[BaseException]] = [CliError]
+    found: list[type[BaseException]] = []
     for module, name in (
         ("keras_ternary.config", "ConfigError"),
         ("keras_ternary.data", "DataError"),
         ("keras_ternary.rundir", "RunError"),
         ("keras_ternary.modelfile", "ModelFileError"),
         ("keras_ternary.ray_sweep", "ClusterError"),
+        ("keras_ternary.export.fold", "ExportError"),
+        ("keras_ternary.export.packed", "PackedFormatError"),
     ):
         if module in sys.modules:
             found.append(getattr(sys.modules[module], name))
     return (*found, OSError)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return the exit status."""
+def _parse_and_run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    run = getattr(args, "_run", None) or getattr(args, "func", None)
-    if run is None:
+    if args.command is None:
         parser.print_help()
         return EXIT_USAGE
     if args.command not in _WITHOUT_TENSORFLOW:
@@ -718,16 +622,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from keras_ternary import _register_with_keras
 
         _register_with_keras()  # checks Keras 2, registers our classes (keras_ternary/__init__.py)
-    try:
-        return int(run(args) or 0)
-    except Exception as exc:
-        if not isinstance(exc, _user_errors()):
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(
-            "interrupted (runs can be continued with --resume / the same sweep command)",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
+    return args._run(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the subcommand, return the exit status."""
+    return run_guarded(
+        lambda: _parse_and_run(argv),
+        _user_errors,
+        interrupted="interrupted (runs can be continued with --resume / the same sweep command)",
+        debug_env="KERAS_TERNARY_DEBUG",
+    )

@@ -25,10 +25,11 @@ import time
 
 import numpy as np
 
-from hw_sim.emulate import Emulator, compare_with_keras
+from hw_sim.emulate import Emulator
+from hw_sim.emulation_check import compare_with_keras
 from hw_sim.errors import HwSimError
 from hw_sim.loaders import load_graph
-from hw_sim.profile import write_atomic
+from keras_ternary.fileio import WriteError, atomic_write
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         report = measure(args)
         text = json.dumps(report, indent=2) + "\n"
         if args.out:
-            write_atomic(args.out, text)
-    except HwSimError as exc:
+            atomic_write(args.out, text)
+    except (HwSimError, WriteError) as exc:
         print(f"emulate_accuracy: error: {exc}", file=sys.stderr)
         return 2
     sys.stdout.write(text)

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         models = _parse_models(args.models)
         x_test, y_test, x_calib = _data(args)
-        from keras_ternary.export.report import evaluate_model, markdown_tables
+        from keras_ternary.export.evaluation import evaluate_model, markdown_tables
 
         with tempfile.TemporaryDirectory() as tmp:
             out_dir = args.out_dir or tmp

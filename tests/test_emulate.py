@@ -19,15 +19,9 @@ import pytest
 import tensorflow as tf
 
 import keras_ternary
-from hw_sim.emulate import (
-    Emulator,
-    add_cli_arguments,
-    apply_quantizer,
-    compare_with_keras,
-    emulation_report,
-    report_from_args,
-    run,
-)
+from hw_sim.__main__ import add_arguments, emulation_from_args
+from hw_sim.emulate import Emulator, apply_quantizer, run
+from hw_sim.emulation_check import compare_with_keras, emulation_report
 from hw_sim.errors import HwSimError
 from hw_sim.ir import Quantizer
 from hw_sim.kernels import available_backends
@@ -210,18 +204,17 @@ def test_profile_cli_hook(tmp_path):
     x = dyadic_images(5)
     np.savez(tmp_path / "in.npz", x=x, y=np.arange(5) % 10)
     parser = argparse.ArgumentParser()
-    parser.add_argument("model")
-    add_cli_arguments(parser)
+    add_arguments(parser)
     graph = from_keras_model(model)
     args = parser.parse_args([path, "--emulate", "4", "--inputs", str(tmp_path / "in.npz")])
-    report = report_from_args(args, graph, path)
+    report = emulation_from_args(args, graph, path)
     assert report["images"] == 4
     assert report["agreement"]["accumulators_exact"]
     assert report["accuracy"]["emulated"] == report["accuracy"]["keras"]
     json.dumps(report)  # JSON-ready
-    assert report_from_args(parser.parse_args([path]), graph, path) is None
+    assert emulation_from_args(parser.parse_args([path]), graph, path) is None
     with pytest.raises(HwSimError, match="exactly one of"):
-        report_from_args(parser.parse_args([path, "--emulate", "2"]), graph, path)
+        emulation_from_args(parser.parse_args([path, "--emulate", "2"]), graph, path)
 
 
 def test_profile_csv_carries_the_emulation(tmp_path):

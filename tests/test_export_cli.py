@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from keras_ternary.cli import main
 from keras_ternary.export import read_weight_tensors, unpack
-from keras_ternary.export.cli import main
 from tests.test_export_models import generated_data, trained_model
 
 

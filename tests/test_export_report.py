@@ -72,7 +72,7 @@ def test_report_table_and_numbers(inputs, capsys):
 
 
 def test_markdown_of_a_float_model_row():
-    from keras_ternary.export.report import ModelReport, markdown_tables
+    from keras_ternary.export.evaluation import ModelReport, markdown_tables
 
     row = ModelReport(
         "float",

@@ -5,7 +5,7 @@ import pytest
 
 from hw_sim.accelerators import ACCELERATORS, BASELINES
 from hw_sim.accelerators.common import count_sparse_adds
-from hw_sim.analysis import analyze, energy_pj, profile
+from hw_sim.analysis import analyze, energy_pj, profile_model
 from hw_sim.geometry import dense_macs, valid_tap_counts
 from hw_sim.ir import Graph, Op, Quantizer, same_padding
 from hw_sim.technology import load_tech
@@ -171,7 +171,7 @@ def test_cim_tiles_blocks_adc_and_utilisation():
     # ternary activations: 2 pulses
     assert lc.actions["compute"] == {"cim_cell": 96, "adc_conversion": 12, "int32_add": 12}
     assert (lc.executed, lc.skipped) == (4, 16)
-    e = energy_pj(lc.actions, tech)["compute"]
+    e = energy_pj(lc.actions, tech, ACCELERATORS["cim"])["compute"]
     assert e == pytest.approx(96 * 0.00243 + 12 * 0.01 * 2**5 + 12 * 0.1)
 
 
@@ -230,9 +230,9 @@ def test_totals_are_sums_of_layers_and_all_matches_single():
     rng = np.random.default_rng(0)
     w = rng.integers(-1, 2, size=(3, 3, 3, 4))
     g = conv_graph(w, (6, 6, 3))
-    everything = profile(g, "all")
+    everything = profile_model(g, "all")
     for name in ACCELERATORS:
-        single = profile(g, name)
+        single = profile_model(g, name)
         assert single["total"] == everything["accelerators"][name]["total"]
         for key in ("macs", "weights", "zero_weights", "dram_reads", "sram_act_reads"):
             assert single["total"][key] == sum(r[key] for r in single["layers"])

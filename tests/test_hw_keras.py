@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import keras_ternary
 from hw_sim import HwSimError, load_graph, register_loader
-from hw_sim.analysis import profile
+from hw_sim.analysis import profile_model
 from hw_sim.ir import Graph, Op
 from hw_sim.loaders.keras import from_keras_model
 from hw_sim.profile import main
@@ -31,7 +31,7 @@ def textbook_macs(k: int, hw: int = 32, classes: int = 10) -> int:
 @pytest.mark.parametrize("k", [1, 5])
 def test_resnet20_star_dense_macs_equal_textbook(k):
     graph = from_keras_model(keras_ternary.resnet20_star(inflation=k))
-    report = profile(graph, "zeroskip")
+    report = profile_model(graph, "zeroskip")
     assert report["total"]["macs"] == textbook_macs(k)
     assert len(graph.compute_ops) == 1 + 12 + 2 + 1
     # every kernel of the default model is ternary; activations enter unquantized

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from hw_sim import HwSimError
-from hw_sim.analysis import profile
+from hw_sim.accelerators import ACCELERATORS
+from hw_sim.analysis import profile_model
 from hw_sim.ir import Graph, Op, Quantizer
 from hw_sim.technology import DEFAULT_TECH, load_tech
 
@@ -76,7 +77,7 @@ def test_default_table_has_horowitz_figures_and_a_source_for_every_entry():
 @pytest.mark.parametrize("fmt", ["yaml", "json"])
 def test_override_changes_energy_exactly(tmp_path, accelerator, fmt):
     g = small_graph()
-    base = profile(g, accelerator)
+    base = profile_model(g, accelerator)
     counts = action_totals(base)
     override = {
         "energy_pj": {"int32_add": 0.5, "fp32_add": {"value": 2.0, "source": "test"}},
@@ -84,7 +85,7 @@ def test_override_changes_energy_exactly(tmp_path, accelerator, fmt):
     }
     path = tmp_path / f"t.{fmt}"
     path.write_text(json.dumps(override) if fmt == "json" else yaml.safe_dump(override))
-    new = profile(g, accelerator, tech=str(path))
+    new = profile_model(g, accelerator, tech=str(path))
     delta = (
         counts.get("int32_add", 0) * (0.5 - 0.1)
         + counts.get("fp32_add", 0) * (2.0 - 0.9)
@@ -101,8 +102,8 @@ def test_override_changes_energy_exactly(tmp_path, accelerator, fmt):
 
 def test_buffer_override_selects_sram_level():
     g = small_graph()
-    base = profile(g, "zeroskip")
-    small = profile(g, "zeroskip", tech={"buffer": {"act_sram_kib": 8}})
+    base = profile_model(g, "zeroskip")
+    small = profile_model(g, "zeroskip", tech={"buffer": {"act_sram_kib": 8}})
     act = sum(r["sram_act_reads"] + r["sram_act_writes"] for r in base["layers"])
     diff = base["total"]["energy_pj"]["sram"] - small["total"]["energy_pj"]["sram"]
     assert diff == pytest.approx(act * (100 - 10))
@@ -121,8 +122,30 @@ def test_buffer_override_selects_sram_level():
     ],
 )
 def test_bad_overrides_raise(override, message):
+    """Caught before counting; an accelerator's own section is checked by its model."""
     with pytest.raises(HwSimError, match=message):
-        load_tech(override)
+        profile_model(small_graph(), "all", tech=override)
+
+
+def test_each_accelerator_reads_its_own_section():
+    tech = load_tech({"accelerators": {"cim": {"adc_bits": 6}}})
+    assert ACCELERATORS["cim"].config(tech).adc_bits == 6
+    assert ACCELERATORS["cim"].action_pj("adc_conversion", tech) == pytest.approx(0.01 * 2**6)
+    with pytest.raises(HwSimError, match="no energy for 'adc_conversion'"):
+        tech.action_pj("adc_conversion")  # the table alone knows no accelerator
+    summary = profile_model(small_graph(), "cim", tech=tech)["tech"]
+    assert summary["cim"]["adc_bits"] == 6 and summary["activation_sparsity"] == 0.0
+
+
+def test_accelerator_choices_come_from_the_registry():
+    import argparse
+
+    from hw_sim.__main__ import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    (action,) = [a for a in parser._actions if a.dest == "accelerator"]
+    assert tuple(action.choices) == (*ACCELERATORS, "all")
 
 
 def test_bad_files_raise(tmp_path):

@@ -1315,8 +1315,7 @@ def snapshot(root: Path) -> dict[str, tuple]:
 
 # --------------------------------------------------------------------------- running
 def export_registered() -> bool:
-    """Whether ``python -m keras_ternary export`` exists (the export helper's extension)."""
-    importlib.import_module("keras_ternary.export.cli")
+    """Whether ``python -m keras_ternary export`` exists."""
     return "export" in kcli.SUBCOMMANDS
 
 
@@ -1324,9 +1323,6 @@ def cli_main(cli: str) -> Callable[[list[str]], int]:
     """The ``main(argv)`` a user reaches for ``cli`` (see :class:`CliCase`)."""
     if cli == "hw_sim.profile":
         return importlib.import_module("hw_sim.profile").main
-    if cli == "export" and not export_registered():
-        # until `export` is registered in keras_ternary.cli: its standalone entry point
-        return importlib.import_module("keras_ternary.export.cli").main
     return kcli.main
 
 

@@ -38,13 +38,15 @@ Every command line reports a problem with its input as **one line on stderr** an
 to a temporary file in the target directory and moved into place with `os.replace`, so a
 failed or interrupted command never leaves a half-written file behind.
 
-* `python -m keras_ternary train|sweep|report|quickstart|configs`: `error: ...`, exit
-  status 2 (usage and input errors) or 130 (Ctrl-C); a valid sweep in which a run failed
-  exits 1 after the other runs;
-* `python -m keras_ternary export`: `error: ...`, exit status 2 (input errors) or 1
-  (unexpected errors);
-* `python -m hw_sim.profile`: `hw_sim: error: ...`, exit status 2 (input errors) or 1
-  (unexpected errors; `HW_SIM_DEBUG=1` shows the traceback).
+* `python -m keras_ternary train|sweep|report|quickstart|configs|export`: `error: ...`,
+  exit status 2 (usage and input errors), 1 (unexpected errors;
+  `KERAS_TERNARY_DEBUG=1` shows the traceback) or 130 (Ctrl-C); a valid sweep in which a
+  run failed exits 1 after the other runs;
+* `python -m hw_sim` (also spelt `python -m hw_sim.profile`): `hw_sim: error: ...`, exit
+  status 2 (usage and input errors), 1 (unexpected errors; `HW_SIM_DEBUG=1` shows the
+  traceback) or 130 (Ctrl-C).
+
+Both follow `keras_ternary/cliutil.py`: a usage error names the command's `--help`.
 
 TensorFlow's native start-up lines (`WARNING: All log messages before absl::InitializeLog()
 ...`, `I0000 ... cudart_stub.cc ...`, and `E0000 ... failed call to cuInit` without a GPU
@@ -81,7 +83,7 @@ LIMITS = """\
   `tf.function` fails with `UnimplementedError: Fusion is not implemented:
   [FusedBatchNorm,Tanh]`, also for a plain tf.keras model. Where we run a user's model in a
   graph (`keras_ternary.export.compare_with_keras`, hence
-  `keras_ternary.export.report`), `keras_ternary.fusion.without_fusion_bug` catches exactly this
+  `keras_ternary.export.evaluation`), `keras_ternary.fusion.without_fusion_bug` catches exactly this
   error and runs again with grappler's remapper off (restored afterwards), which computes the
   same function without the fusion (`tests/test_fusion.py`). In your own code, wrap the call
   the same way, or set `TF_ENABLE_ONEDNN_OPTS=0` before TensorFlow is imported.

@@ -19,6 +19,7 @@ Float kernels are not mapped to crossbars: they fall back to digital fp32 MACs.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,11 +29,34 @@ from hw_sim.accelerators.common import (
     count_epilogue,
     float_kernel_fallback,
 )
+from hw_sim.errors import HwSimError
 from hw_sim.geometry import weight_matrix
 from hw_sim.ir import Graph, Op
-from hw_sim.technology import CimConfig, Tech
+from hw_sim.technology import Tech
 
-__all__ = ["CimModel", "activation_pulses", "crossbar_mapping"]
+__all__ = ["CimConfig", "CimModel", "activation_pulses", "crossbar_mapping"]
+
+
+@dataclass(frozen=True)
+class CimConfig:
+    """Crossbar parameters: section ``accelerators.cim`` of the technology table."""
+
+    rows: int = 128
+    cols: int = 128
+    adc_bits: int = 5
+    block_rows: int = 16
+    ternary_cells: int = 2
+    weights_resident: bool = True
+
+    def __post_init__(self) -> None:
+        if self.rows < 1 or self.cols < 1 or self.adc_bits < 1:
+            raise HwSimError("cim.rows, cim.cols and cim.adc_bits must be >= 1")
+        if self.block_rows < 1 or self.rows % self.block_rows:
+            raise HwSimError("cim.block_rows must divide cim.rows")
+        if self.ternary_cells not in (1, 2):
+            raise HwSimError("cim.ternary_cells must be 1 (ternary cell) or 2 (binary cells)")
+        if self.cols % self.ternary_cells:
+            raise HwSimError("cim.cols must be a multiple of cim.ternary_cells")
 
 
 def activation_pulses(act_precision: str) -> int:
@@ -84,13 +108,21 @@ class CimModel(CountingModel):
 
     name = "cim"
     title = "cim (crossbar compute-in-memory)"
+    tech_section = "cim"
+    Config = CimConfig
+
+    def action_pj(self, action: str, tech: Tech) -> float:
+        """``adc_conversion`` costs ``adc_fom · 2^adc_bits`` (Walden figure of merit)."""
+        if action == "adc_conversion":
+            return tech.action_pj("adc_fom") * 2 ** self.config(tech).adc_bits
+        return tech.action_pj(action)
 
     def count_compute(self, op: Op, graph: Graph, tech: Tech) -> LayerCount:
         fallback = float_kernel_fallback(op, tech.buffer.pe_cols, unit="digital fp32 MAC")
         if fallback is not None:
             return fallback
         lc = LayerCount()
-        cim = tech.cim
+        cim = self.config(tech)
         m = crossbar_mapping(op, cim)
         pulses = activation_pulses(op.act_precision)
         vectors = op.output_positions * pulses

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -52,11 +53,33 @@ class LayerCount:
 
 
 class CountingModel:
-    """Interface of an accelerator or baseline model."""
+    """Interface of an accelerator or baseline model.
+
+    A model with parameters names its section of the technology table, ``accelerators:
+    <tech_section>:`` in the YAML, and the dataclass ``Config`` that reads (and checks) it:
+    a new accelerator is its file, its entry in :data:`hw_sim.accelerators.ACCELERATORS`
+    and its YAML section.
+    """
 
     name = ""
     title = ""
     is_baseline = False
+    tech_section: str | None = None
+    Config: type | None = None
+
+    def config(self, tech: Tech):
+        """This model's parameters: section ``accelerators.<tech_section>`` as a ``Config``."""
+        return tech.section(self.tech_section, self.Config)
+
+    def tech_summary(self, tech: Tech) -> dict:
+        """This model's entries in a report's ``tech`` summary (also checks its section)."""
+        if self.tech_section is None:
+            return {}
+        return {self.tech_section: dataclasses.asdict(self.config(tech))}
+
+    def action_pj(self, action: str, tech: Tech) -> float:
+        """Energy of one ``action``; a model may price its own actions from its parameters."""
+        return tech.action_pj(action)
 
     def count_compute(self, op: Op, graph: Graph, tech: Tech) -> LayerCount:
         """Count a conv2d / dense op."""

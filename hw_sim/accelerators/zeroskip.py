@@ -9,6 +9,9 @@ activation and is skipped dynamically. Float kernels fall back to fp32 MACs.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 from hw_sim.accelerators.common import (
     CountingModel,
     LayerCount,
@@ -18,10 +21,24 @@ from hw_sim.accelerators.common import (
     fetch_groups,
     float_kernel_fallback,
 )
+from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph, Op
 from hw_sim.technology import Tech
 
-__all__ = ["ZeroSkipModel"]
+__all__ = ["ZeroSkipConfig", "ZeroSkipModel"]
+
+
+@dataclass(frozen=True)
+class ZeroSkipConfig:
+    """Section ``accelerators.zeroskip`` of the technology table."""
+
+    activation_sparsity: float = 0.0  # expected fraction of zero activations skipped
+
+    def __post_init__(self) -> None:
+        value = self.activation_sparsity
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or not 0.0 <= value < 1.0:
+            raise HwSimError("accelerators.zeroskip.activation_sparsity must be in [0, 1)")
 
 
 class ZeroSkipModel(CountingModel):
@@ -29,6 +46,11 @@ class ZeroSkipModel(CountingModel):
 
     name = "zeroskip"
     title = "zeroskip (add/sub per nonzero ternary weight)"
+    tech_section = "zeroskip"
+    Config = ZeroSkipConfig
+
+    def tech_summary(self, tech: Tech) -> dict:
+        return {"activation_sparsity": self.config(tech).activation_sparsity}
 
     def count_compute(self, op: Op, graph: Graph, tech: Tech) -> LayerCount:
         fallback = float_kernel_fallback(op, tech.buffer.pe_cols)
@@ -36,7 +58,7 @@ class ZeroSkipModel(CountingModel):
             return fallback
         lc = LayerCount()
         groups = fetch_groups(op, tech.buffer.pe_cols)
-        adds = count_sparse_adds(op, graph, tech.activation_sparsity)
+        adds = count_sparse_adds(op, graph, self.config(tech).activation_sparsity)
         lc.add("compute", accumulate_action(op.act_precision), adds["adds"])
         count_epilogue(op, lc)
         lc.unit, lc.executed = "adds", adds["adds"]

@@ -1,7 +1,9 @@
 """``python -m keras_ternary export MODEL --to tflite|packed ...``: the export subcommand.
 
-Registered by the main CLI through :func:`add_parser` / :func:`run`. Every failure is one
-line on stderr and a non-zero exit status; output files are written atomically.
+The subcommand's :func:`add_arguments` / :func:`run`, listed in
+:data:`keras_ternary.cli.SUBCOMMANDS`. Bad input raises (:class:`~keras_ternary.cliutil.CliError`,
+``ExportError``, ...) and becomes one ``error:`` line and exit status 2 there; output files are
+written atomically.
 
 ``--representative`` (int8 and int16x8 modes) chooses the calibration images:
 
@@ -23,21 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
-__all__ = ["add_parser", "load_representative", "run"]
+from keras_ternary.cliutil import CliError
+
+__all__ = ["add_arguments", "load_representative", "run"]
 
 DEFAULT_REPRESENTATIVE = 500
 DATASETS = ("shapes10", "cifar10")
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``export`` subcommand to an ``argparse`` subparsers object."""
-    p = subparsers.add_parser(
-        "export",
-        help="export a trained model to .tflite or to the packed ternary format",
-        description="Export a trained Keras model (.h5 / .keras / SavedModel) for deployment.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``python -m keras_ternary export``."""
     p.add_argument("model", metavar="MODEL", help="trained Keras model file")
     p.add_argument("--to", required=True, choices=("tflite", "packed"), help="output format")
     p.add_argument("--out", required=True, metavar="PATH", help="output file")
@@ -81,8 +79,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="allow MODEL to hold Python code (a Lambda layer), which loading runs; by default "
         "such a model is refused (Keras' safe_mode, applied to .h5 too)",
     )
-    p.set_defaults(func=run)
-    return p
 
 
 def _positive_count(text: str) -> int:
@@ -254,55 +250,22 @@ def _export(args) -> dict:
     return result.to_dict()
 
 
-def run(args) -> int:
-    """Execute ``export`` with parsed ``args``: exit status 0, 2 (bad input) or 1 (unexpected)."""
+def run(args: argparse.Namespace) -> int:
+    """Execute ``export`` with parsed ``args``; bad input raises (one line, exit status 2)."""
     if args.io is not None and args.mode != "int8":
-        print("error: --io applies to --mode int8 only", file=sys.stderr)
-        return 2
+        raise CliError("--io applies to --mode int8 only")
     if not os.path.lexists(args.model):  # before TensorFlow is imported
-        print(f"error: model file not found: {args.model}", file=sys.stderr)
-        return 2
+        raise CliError(f"model file not found: {args.model}")
     from keras_ternary.fileio import check_not_input
 
     inputs = {"the model": args.model}
     if args.representative and args.representative.endswith(".npy"):
         inputs["the --representative file"] = args.representative
-    try:
-        check_not_input(args.out, inputs)
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from keras_ternary.export.fold import ExportError
-    from keras_ternary.export.packed import PackedFormatError
-
+    check_not_input(args.out, inputs)
     try:
         report = _export(args)
-    except (ExportError, PackedFormatError, OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - keep the one-line contract for any failure
-        if type(exc).__name__ == "DataError":  # bad --data input
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    except ValueError as exc:  # a converter refusing the model
+        raise CliError(str(exc)) from None
     if args.json:
         print(json.dumps(report, default=str, indent=1))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point (``python -m keras_ternary.export.cli``) until registered."""
-    parser = argparse.ArgumentParser(prog="keras_ternary")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    from keras_ternary import _register_with_keras
-    from keras_ternary.tflog import quiet_entry_point
-
-    quiet_entry_point()
-    _register_with_keras()  # imports TensorFlow without its start-up chatter
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Size / accuracy report of trained models across export formats (scripts/export_report.py).
+"""Evaluate trained models across export formats: sizes and accuracy (scripts/export_report.py).
 
 For each labelled Keras model file: the sizes of the .h5, .tflite float32, .tflite int8,
 2-bit packed and entropy-coded packed files; sparsity, empirical entropy and coded bits per

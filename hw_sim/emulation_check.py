@@ -1,4 +1,4 @@
-"""Reports of an emulation: measured counts next to analytic ones, Keras agreement, CLI.
+"""Check an emulation: measured counts next to the analytic ones, and agreement with Keras.
 
 * :func:`emulation_report`: per compute layer, the data-dependent counts of the emulation
   (per image) beside the analytic counts of :mod:`hw_sim.accelerators` (``bitwise`` for
@@ -7,24 +7,18 @@
 * :func:`compare_with_keras`: runs the Keras model and the emulator batch by batch and
   reports top-1 agreement, the largest logit difference and, per layer, whether the
   integer accumulators equal the Keras layer outputs exactly.
-* :func:`add_cli_arguments` / :func:`report_from_args`: the ``--emulate`` hook of
-  ``python -m hw_sim.profile``.
+
+The ``--emulate`` option of ``python -m hw_sim`` (:mod:`hw_sim.__main__`) puts both in the
+profile report.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph
 
-__all__ = [
-    "add_cli_arguments",
-    "compare_with_keras",
-    "emulation_report",
-    "load_inputs",
-    "report_from_args",
-]
+__all__ = ["compare_with_keras", "emulation_report"]
 
 
 def _measured_actions(op, counts: dict) -> dict[str, float]:
@@ -90,8 +84,10 @@ def emulation_report(graph: Graph, result, tech=None) -> dict:
                 "skipped": float(lc.skipped),
             },
             "energy_pj_compute": {
-                "analytic": energy_pj({"compute": lc.actions.get("compute", {})}, tech)["total"],
-                "measured": energy_pj({"compute": measured_actions}, tech)["total"],
+                "analytic": energy_pj({"compute": lc.actions.get("compute", {})}, tech, model)[
+                    "total"
+                ],
+                "measured": energy_pj({"compute": measured_actions}, tech, model)["total"],
             },
         }
         if kernel == "popcount":
@@ -190,127 +186,3 @@ def compare_with_keras(
     agreement["accumulators_exact"] = all(s["exact"] for s in agreement["accumulators"].values())
     agreement["keras_logits"] = ref
     return agreement, result
-
-
-def load_inputs(inputs: str | None, data_dir: str | None, n: int):
-    """``(x, y or None, x_calibration or None, description)`` for ``--emulate``.
-
-    ``--inputs FILE.npz``: array ``x`` (float: used as is; uint8: normalised with the
-    CIFAR-10 mean/std of training) and optional ``y``; ``--data-dir``: the CIFAR-10 test
-    set, normalised as in training, with 512 training images for int8 calibration.
-    """
-    if bool(inputs) == bool(data_dir):
-        raise HwSimError("--emulate needs exactly one of --inputs FILE.npz or --data-dir DIR")
-    from keras_ternary.data import CIFAR10_MEAN, CIFAR10_STD
-
-    def normalise(images: np.ndarray) -> np.ndarray:
-        x = images.astype(np.float32) / np.float32(255.0)
-        return (x - np.float32(CIFAR10_MEAN)) / np.float32(CIFAR10_STD)
-
-    if inputs:
-        from keras_ternary.fileio import check_input_file
-
-        try:  # a FIFO or device would block np.load
-            check_input_file(inputs, "array", "--inputs file")
-        except OSError as exc:
-            raise HwSimError(str(exc)) from None
-        try:
-            with np.load(inputs) as f:
-                if "x" not in f:
-                    raise HwSimError(f"{inputs}: no array named 'x'")
-                x, y = f["x"], f.get("y")
-        except (OSError, ValueError) as exc:
-            raise HwSimError(f"{inputs}: cannot read .npz ({exc})") from None
-        if x.dtype == np.uint8:
-            x = normalise(x)
-        x = x.astype(np.float32)[:n]
-        return x, None if y is None else np.asarray(y).reshape(-1)[:n], None, inputs
-    from keras_ternary.data import DataError, load_cifar10_binary
-
-    try:
-        data = load_cifar10_binary(data_dir)
-    except DataError as exc:
-        raise HwSimError(str(exc)) from None
-    calib = normalise(data.x_train[:512])
-    return normalise(data.x_test[:n]), data.y_test[:n], calib, f"CIFAR-10 test set ({data_dir})"
-
-
-def add_cli_arguments(parser) -> None:
-    """``--emulate N [--inputs FILE.npz | --data-dir DIR]`` and emulation options."""
-    group = parser.add_argument_group("emulation (bit-exact, on the accelerator kernels)")
-    group.add_argument(
-        "--emulate",
-        type=int,
-        metavar="N",
-        help="run N images bit-exactly on the accelerator kernels and add agreement with "
-        "Keras, measured activation sparsity and data-dependent counts/energy to the report",
-    )
-    group.add_argument(
-        "--inputs",
-        metavar="FILE.npz",
-        help="images as array 'x' (uint8 images are normalised like CIFAR-10 training; float "
-        "used as is) and optional labels 'y'",
-    )
-    group.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="directory with the CIFAR-10 binary files: emulate the first N test images "
-        "(512 training images calibrate int8 activations)",
-    )
-    group.add_argument(
-        "--act-mode",
-        default="auto",
-        choices=("auto", "int8", "float"),
-        help="activations entering float-activation layers: int8 (symmetric per tensor, "
-        "calibrated), float, or auto (int8 when the model quantizes no activation; default)",
-    )
-    group.add_argument(
-        "--backend",
-        default="auto",
-        choices=("auto", "numpy", "numba"),
-        help="kernel implementation (auto: numba when installed; results are identical)",
-    )
-    group.add_argument(
-        "--batch-size",
-        type=int,
-        default=64,
-        help="images per emulated batch (default: %(default)s)",
-    )
-    group.add_argument(
-        "--no-compare", action="store_true", help="skip running the Keras model for agreement"
-    )
-
-
-def report_from_args(args, graph: Graph, model_path: str | None, tech=None) -> dict | None:
-    """The ``emulation`` report section for parsed ``args``; None without ``--emulate``."""
-    if not getattr(args, "emulate", None):
-        return None
-    if args.emulate < 1 or args.batch_size < 1:
-        raise HwSimError("--emulate and --batch-size must be >= 1")
-    from hw_sim.emulate import Emulator
-
-    x, y, calib, source = load_inputs(args.inputs, args.data_dir, args.emulate)
-    emulator = Emulator(graph, act_mode=args.act_mode, calibration=calib, backend=args.backend)
-    keras_ok = model_path is not None and model_path.lower().endswith((".h5", ".hdf5", ".keras"))
-    agreement = None
-    if keras_ok and not args.no_compare:
-        agreement, result = compare_with_keras(
-            model_path,
-            emulator,
-            x,
-            args.batch_size,
-            progress=True,
-            safe_mode=not getattr(args, "unsafe_load", False),
-        )
-    else:
-        result = emulator.run(x, batch_size=args.batch_size, progress=True)
-    report = emulation_report(graph, result, tech)
-    report["source"] = source
-    if agreement is not None:
-        keras_logits = agreement.pop("keras_logits")
-        report["agreement"] = agreement
-    if y is not None:
-        report["accuracy"] = {"emulated": float(np.mean(result.logits.argmax(-1) == y))}
-        if agreement is not None:
-            report["accuracy"]["keras"] = float(np.mean(keras_logits.argmax(-1) == y))
-    return report

@@ -1,0 +1,78 @@
+"""The command-line convention of ``python -m keras_ternary`` and ``python -m hw_sim``.
+
+A subcommand module exposes ``add_arguments(parser)`` and ``run(args) -> int``. A program's
+``main`` parses with a :class:`Parser` and runs inside :func:`run_guarded`, which turns a user
+error into one ``error: ...`` line on stderr and exit status 2, without a traceback.
+Imports no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_UNEXPECTED",
+    "EXIT_USAGE",
+    "CliError",
+    "Parser",
+    "run_guarded",
+]
+
+EXIT_USAGE = 2
+EXIT_UNEXPECTED = 1
+EXIT_INTERRUPTED = 130
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are a :class:`CliError` (one line, a pointer to --help)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise CliError(f"{message} (see {self.prog} --help)")
+
+
+def run_guarded(
+    body: Callable[[], int | None],
+    user_errors: Callable[[], tuple[type[BaseException], ...]] = tuple,
+    *,
+    prefix: str = "",
+    interrupted: str = "interrupted",
+    debug_env: str | None = None,
+) -> int:
+    """Run ``body()`` (parse and run a command); return its exit status.
+
+    Args:
+        body: parses the command line and runs the command.
+        user_errors: the exception classes that are the user's fault, besides
+            :class:`CliError`; asked only after a failure (so that it can name classes of
+            modules imported by then).
+        prefix: put before ``error:`` (e.g. ``"hw_sim: "``).
+        interrupted: the line printed on Ctrl-C (exit status 130).
+        debug_env: an unexpected exception propagates (a traceback) when this is None or
+            the environment variable is set; otherwise it becomes one line and exit status 1.
+    """
+    try:
+        return int(body() or 0)
+    except KeyboardInterrupt:
+        print(f"{prefix}{interrupted}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if isinstance(exc, (CliError, *user_errors())):
+            print(f"{prefix}error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if debug_env is None or os.environ.get(debug_env):
+            raise
+        detail = str(exc).strip().splitlines()
+        print(
+            f"{prefix}error: {type(exc).__name__}: {detail[0] if detail else ''} "
+            f"(set {debug_env}=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_UNEXPECTED
