@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import zipfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -29,6 +31,8 @@ __all__ = [
     "check_model_file",
     "code_entries",
     "h5_model_config",
+    "keras_version",
+    "load_error_reason",
     "load_model",
 ]
 
@@ -49,6 +53,61 @@ class ModelFileError(ValueError):
 
 class UnsafeModelError(ModelFileError):
     """A model file holds code that loading would run, and the caller did not allow it."""
+
+
+KERAS3_HINT = (
+    "Keras 3 files are not supported (larq and this package use tf.keras 2): rebuild the "
+    "model with tf-keras (TF_USE_LEGACY_KERAS=1) and save it again, copying the weights over "
+    "with get_weights/set_weights"
+)
+#: Longest reason :func:`load_error_reason` keeps.
+_REASON_CHARS = 300
+
+
+def keras_version(path: str | os.PathLike) -> str | None:
+    """The Keras version recorded in a ``.keras`` archive or an ``.h5`` model (None if none)."""
+    path = os.fspath(path)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                if "metadata.json" not in archive.namelist():
+                    return None
+                version = json.loads(archive.read("metadata.json")).get("keras_version")
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                version = handle.attrs.get("keras_version")
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None  # unreadable: the loader reports what is wrong with the file
+    if isinstance(version, bytes):
+        version = version.decode("utf-8", "replace")
+    return version if isinstance(version, str) else None
+
+
+def _check_keras_version(path: str) -> None:
+    version = keras_version(path)
+    if version and version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 3:
+        raise ModelFileError(f"{path} was saved by Keras {version}; {KERAS3_HINT}")
+
+
+def load_error_reason(exc: BaseException) -> str:
+    """The reason Keras gives for a failed load, on one line, without the config it dumps.
+
+    Keras reports a layer it cannot rebuild as ``Error when deserializing class 'X' using
+    config={...}.`` followed by ``Exception encountered: <reason>``; this keeps the class and
+    the reason and drops the config (often kilobytes long).
+    """
+    text = str(exc).strip()
+    match = re.match(r"Error when deserializing class '([^']*)' using config=", text)
+    if match:
+        _, found, reason = text.rpartition("Exception encountered:")
+        reason = reason.strip() if found else "(Keras gives no reason)"
+        text = f"cannot rebuild layer class {match.group(1)!r}: {reason}"
+    first = text.splitlines()[0] if text else ""
+    if len(first) > _REASON_CHARS:
+        first = first[: _REASON_CHARS - 3] + "..."
+    return f"{type(exc).__name__}: {first}".rstrip(": ")
 
 
 def code_entries(config: Any, where: str = "model") -> Iterator[str]:
@@ -99,8 +158,8 @@ def check_model_file(path: str | os.PathLike, *, safe_mode: bool = True) -> None
     """Check ``path`` before Keras deserializes it (see the module docstring).
 
     Raises:
-        ModelFileError: not a regular file, too large, or an HDF5 file that crashes the
-            HDF5 library.
+        ModelFileError: not a regular file, too large, an HDF5 file that crashes the
+            HDF5 library, or a file saved by Keras 3.
         UnsafeModelError: an ``.h5`` model holding code (``Lambda``) and ``safe_mode``.
     """
     path = os.fspath(path)
@@ -113,11 +172,13 @@ def check_model_file(path: str | os.PathLike, *, safe_mode: bool = True) -> None
     import h5py
 
     if not h5py.is_hdf5(path):
+        _check_keras_version(path)
         return  # .keras (Keras checks it with safe_mode) or not a model: Keras reports it
     try:
         probe_hdf5(path)
     except UnreadableFileError as exc:
         raise ModelFileError(str(exc)) from None
+    _check_keras_version(path)
     if not safe_mode:
         return
     try:

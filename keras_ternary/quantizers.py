@@ -97,6 +97,13 @@ class Ternary(lq.quantizers.Quantizer):
         delta: threshold Δ, ``0 <= Δ < clip_value``. Stored in a non-trainable
             ``tf.Variable`` (:attr:`delta_variable`); change it with ``q.delta = 0.3``.
         clip_value: gradient saturation bound of Eq. 2 (``None`` disables it).
+
+    Δ is a (non-trainable) weight of the layer that uses the quantizer, so that model files
+    and checkpoints save and restore it with the kernel. Tools that count every weight of a
+    layer therefore count it too: ``larq.models.summary`` lists one extra parameter per
+    Ternary and, for a convolution, ``H_out·W_out`` extra MACs (e.g. +64 on an 8x8 output).
+    The kernel alone is what computes; ``hw_sim`` counts that. Untracking Δ would change the
+    weight layout of every saved model, so existing files and checkpoints would not load.
     """
 
     precision = 2

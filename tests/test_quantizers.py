@@ -107,3 +107,26 @@ def test_works_as_kernel_and_input_quantizer_in_larq_layers():
     assert [w.name.split("/")[-1] for w in layer.trainable_weights] == ["kernel:0", "bias:0"]
     names = [w.name for w in layer.non_trainable_weights]
     assert len(set(names)) == 2 and all(n.endswith("_delta:0") for n in names)
+
+
+def test_delta_is_a_saved_layer_weight_that_larq_summary_counts(tmp_path):
+    """Documented in Ternary's docstring: Δ is a layer weight (saved, restored), so
+    larq.models.summary counts it as a parameter with H_out·W_out MACs; hw_sim does not."""
+    from hw_sim import profile_model
+
+    x_in = tf.keras.Input((8, 8, 4))
+    conv = lq.layers.QuantConv2D(
+        6, 3, padding="same", use_bias=False, kernel_quantizer=Ternary(delta=0.2), name="c"
+    )
+    model = tf.keras.Model(x_in, conv(x_in))
+    kernel = 3 * 3 * 4 * 6
+    assert [w.shape.rank for w in conv.weights] == [4, 0]  # kernel, Δ
+    profile = lq.models.ModelProfile(model).layer_profiles[-1]
+    assert profile.weight_count() == kernel + 1
+    assert profile.op_count("mac") == 8 * 8 * (kernel + 1)
+    row = profile_model(model)["layers"][-1]
+    assert (row["weights"], row["macs"]) == (kernel, 8 * 8 * kernel)
+    conv.kernel_quantizer.delta = 0.35
+    model.save(tmp_path / "m.h5")
+    loaded = tf.keras.models.load_model(tmp_path / "m.h5")
+    assert loaded.get_layer("c").kernel_quantizer.delta == pytest.approx(0.35)
