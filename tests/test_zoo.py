@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from hw_sim import load_graph, profile_model
-from hw_sim.emulate import Emulator, compare_with_keras
+from hw_sim.emulate import Emulator
+from hw_sim.emulation_check import compare_with_keras
 from tests.independent_count import count_model
 from tests.zoo import HAVE_LARQ_ZOO, ZOO, ZooModel
 
