@@ -9,7 +9,12 @@ statistics, activation kind and the input quantizer with its threshold Δ.
 Conventions
 -----------
 * Shapes are channels-last without batch: conv tensors ``(H, W, C)``, dense ``(N,)``.
-* Conv kernels are ``(kh, kw, c_in, c_out)`` (HWIO), dense kernels ``(n_in, n_out)``.
+* Conv kernels are ``(kh, kw, c_in / groups, c_out)`` (HWIO), dense kernels ``(n_in, n_out)``.
+  A grouped conv2d's group ``g`` reads input channels ``[g·c_in/groups, (g+1)·c_in/groups)``
+  and writes output channels ``[g·c_out/groups, (g+1)·c_out/groups)``; a depthwise
+  convolution with depth multiplier ``m`` is ``groups = c_in``, kernel ``(kh, kw, 1, c_in·m)``
+  (output channel ``c·m + j`` reads input channel ``c``, TensorFlow's order). A separable
+  convolution is two ops: the depthwise one, then a 1×1 conv2d.
 * Ternary / binary kernels are ``int8`` arrays of ``{-1, 0, +1}`` / ``{-1, +1}``; the real
   kernel is ``weights * weight_scale`` (``weight_scale`` per output channel, or ``None``
   meaning 1). Other kernels are ``float32`` (``weight_precision == "float32"``).
@@ -62,6 +67,12 @@ OP_KINDS = (
     "global_avgpool",
     "global_maxpool",
     "flatten",
+    "pad",  # explicit spatial padding: ``padding`` (top, bottom, left, right), ``pad_value``
+    "concat",  # along the channel (last) axis
+    "multiply",  # element-wise product of two same-shape inputs
+    "subtract",  # inputs[0] - inputs[1], same shapes
+    "reshape",  # to ``output_shape`` (row-major, as numpy / TensorFlow)
+    "prelu",  # max(x, 0) + alpha·min(x, 0); ``extra["alpha"]`` scalar (LeakyReLU) or array
 )
 
 #: Element-wise activation kinds (:data:`keras_ternary.contract.activations.ACTIVATIONS`).
@@ -128,6 +139,7 @@ class Op:
     kernel_quantizer: Quantizer | None = None
     input_quantizer: Quantizer | None = None
     strides: tuple[int, int] = (1, 1)
+    groups: int = 1  # conv2d: input channels split in groups; depthwise: groups == c_in
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     pad_value: float = 0.0
     activation: str = "linear"  # fused activation of conv2d / dense, or the activation op's kind
@@ -172,13 +184,18 @@ class Op:
 
     @property
     def in_channels(self) -> int:
-        """Input channels (conv) or input features (dense)."""
+        """Input channels per group (conv; all of them unless grouped) or input features."""
         return int(self.weights.shape[-2])
 
     @property
     def out_channels(self) -> int:
         """Output channels (conv) or units (dense)."""
         return int(self.weights.shape[-1])
+
+    @property
+    def is_depthwise(self) -> bool:
+        """True for a conv2d with one input channel per group (Keras DepthwiseConv2D)."""
+        return self.kind == "conv2d" and self.groups > 1 and self.in_channels == 1
 
     @property
     def fan_in(self) -> int:
