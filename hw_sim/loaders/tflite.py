@@ -358,7 +358,7 @@ class _Builder:
         name = self.bn_name([*inputs, output])
         current = self.emit(self._bn(name, self.src(source), output, gamma, beta, 1e-3), output)
         if fused != "linear":
-            current = self.activation(fused, current, output, f"{name}_activation")
+            current = self.activation(fused, current, output, self.act_name(output, name))
         self.alias[output] = current
 
     def residual_bn(self, src: str, inputs: list[int], output: int, pooled: bool) -> str:
@@ -428,9 +428,17 @@ class _Builder:
             )
         convert(self, kind, opts, inputs, out)
 
-    def name_of(self, output: int, fallback: str) -> str:
-        """An op's name: the first layer its output tensor names, else ``fallback``."""
-        return _layer_name(self.r.name(output), fallback)
+    def name_of(self, output: int, fallback: str, opts=None) -> str:
+        """An op's name from its output tensor, else ``fallback``.
+
+        With a fused activation (``opts``) the tensor names the activation's layer first and
+        the op's own layer last.
+        """
+        names = _layer_names(self.r.name(output))
+        fused = self.r.fused(opts) if opts is not None else "linear"
+        if fused not in (None, "linear") and names:
+            return names[-1]
+        return names[0] if names else fallback
 
     def symbolic(self, t: int) -> tuple | None:
         """The input-quantizer pattern tensor ``t`` is part of (None: an ordinary tensor)."""
@@ -527,7 +535,7 @@ def _binary(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
         return
     if any(c is not None for c in consts):
         raise HwSimError(f"{r.path}: layer {b.name_of(out, 'sub')!r}: SUB of a constant")
-    name = b.name_of(out, {"ADD": "add", "MUL": "multiply", "SUB": "subtract"}[kind])
+    name = b.name_of(out, {"ADD": "add", "MUL": "multiply", "SUB": "subtract"}[kind], opts)
     srcs = [b.src(t) for t in inputs]
     if any(b.shape(t) != b.shape(out) for t in inputs):
         raise HwSimError(f"{r.path}: layer {name!r}: broadcasting {kind} is not supported")
@@ -561,7 +569,7 @@ def _mean(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
 @tflite_op("MAX_POOL_2D", "AVERAGE_POOL_2D")
 def _pool(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
     pool_kind = "maxpool" if kind == "MAX_POOL_2D" else "avgpool"
-    name = b.name_of(out, pool_kind)
+    name = b.name_of(out, pool_kind, opts)
     if opts is None:
         raise HwSimError(f"{b.r.path}: layer {name!r}: {kind} without its options")
     pool = (int(opts.filterHeight), int(opts.filterWidth))
@@ -624,7 +632,7 @@ def _pad(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
 
 @tflite_op("CONCATENATION")
 def _concat(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
-    name = b.name_of(out, "concat")
+    name = b.name_of(out, "concat", opts)
     rank = len(b.r.shape(out))
     axis = int(opts.axis) if opts is not None else -1
     if axis not in (-1, rank - 1):
