@@ -2,7 +2,12 @@
 
 The flatbuffer is read directly (LiteRT's generated schema; no interpreter, no
 TensorFlow). Convolution / fully-connected weights are dequantized (int8 codes × per-channel
-scale) and split into a ternary (or binary) sign pattern and a per-output-channel scale.
+scale) and split into a ternary (or binary) sign pattern and a per-output-channel scale;
+other kernels are kept at their precision (the source layer's, float32, with our metadata;
+else as stored: int8 or float32). Each TFLite operator has one converter in
+:data:`CONVERTERS` (registered with :func:`tflite_op`); the input quantizers the exporter
+writes (ternary, SteTern, sign patterns of ABS / SIGN / GREATER / SELECT_V2) become the
+``input_quantizer`` of the convolution / dense that reads them.
 
 The exporter folds batch-norm into the preceding convolution and fuses activations into
 convolutions and additions; it records the source model's layer names, kernel quantizers
