@@ -38,6 +38,7 @@ INT8_MAX = 127
 #: Activations whose output range is known: |y| <= bound.
 STATIC_BOUNDS = {a.name: a.bound for a in activations.ACTIVATIONS.values() if a.bound is not None}
 
+
 def quantize_int8(x: np.ndarray, scale: float) -> np.ndarray:
     """``clip(rint(x / scale), -127, 127)`` as int8 (round half to even)."""
     q = np.rint(np.asarray(x, dtype=np.float32) / np.float32(scale))

@@ -226,7 +226,11 @@ class Emulator:
             self._compile(calibration)
         #: wall-clock seconds by step of :meth:`forward` (kernel phases: PHASE_SECONDS)
         self.seconds: dict[str, float] = defaultdict(float)
-        self._remaining = {op.name: len(graph.consumers(op.name)) for op in graph.ops}
+        # reads left of each tensor (an op may read one twice, e.g. multiply(x, x))
+        self._remaining = {op.name: 0 for op in graph.ops}
+        for op in graph.ops:
+            for name in op.inputs:
+                self._remaining[name] += 1
 
     # -- planning
     def _plan(self, op: Op) -> LayerPlan:

@@ -44,6 +44,7 @@ __all__ = [
     "weight_storage_bits",
 ]
 
+
 def consumer_map(graph: Graph) -> dict[str, list[Op]]:
     """Tensor name -> the ops that read it."""
     readers: dict[str, list[Op]] = {op.name: [] for op in graph.ops}
