@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
@@ -31,9 +31,6 @@ from hw_sim.errors import HwSimError
 from hw_sim.kernels.conv import patches, valid_taps
 from keras_ternary.contract import activations, affine
 from keras_ternary.contract.errors import ContractError
-
-if TYPE_CHECKING:
-    from hw_sim.ir import Op
 
 __all__ = [
     "ACTIVATION_COST",
@@ -46,6 +43,9 @@ __all__ = [
 ]
 
 Shape = tuple[int, ...]
+#: A :class:`hw_sim.ir.Op`; not imported, since :mod:`hw_sim.ir` validates its ops with this
+#: table (hw_sim stays acyclic).
+Op = Any
 
 #: Activation kind -> (fp32 mults, fp32 adds/compares) per element.
 ACTIVATION_COST: dict[str, tuple[int, int]] = {
