@@ -384,3 +384,20 @@ def test_static_bound_passes_through_reshape():
     graph = Graph("b", ops, ["pr"])
     assert static_bound(graph, "r") == 1.0
     assert static_bound(graph, "pr") is None
+
+
+@pytest.mark.parametrize("act", ["ternary", "binary", "int8"])
+def test_emulated_depthwise_counts_equal_the_analytic_ones(act):
+    graph = depthwise_graph("ternary", "float32" if act == "int8" else act)
+    graph = Graph("dw", graph.ops[:2], ["dw"])
+    op = graph.op("dw")
+    x = np.random.default_rng(4).normal(size=(2, 6, 6, 4)).astype(np.float32)
+    scales = {"x": {"scale": 0.02}} if act == "int8" else None
+    emu = Emulator(graph, act_mode="int8" if act == "int8" else "auto", scales=scales)
+    counts = emu.forward(x).counts["dw"]
+    assert counts["macs"] == 2 * dense_macs(op)
+    if act == "int8":
+        assert counts["adds_static"] == 2 * count_sparse_adds(op, graph)["adds"]
+    else:
+        lc = ACCELERATORS["bitwise"].count_compute(op, graph, TECH)
+        assert counts["words_executed_static"] == 2 * lc.executed
