@@ -394,13 +394,17 @@ def _spec(
     kind: str,
     execute,
     aux=_no_aux,
-    precision=_float,
+    precision=None,
     check=_nothing,
     check_inputs=_nothing,
     compute: bool = False,
     elementwise: bool = False,
     passes: bool = False,
 ) -> OpSpec:
+    """An :class:`OpSpec`; the output precision defaults to the input's for ops that only move
+    values (``passes``), else float32."""
+    if precision is None:
+        precision = _first if passes else _float
     return OpSpec(kind, execute, aux, precision, check, check_inputs, compute, elementwise, passes)
 
 
@@ -425,13 +429,11 @@ OPS: dict[str, OpSpec] = {
             elementwise=True,
         ),
         _spec("add", _add, _add_aux, _int32_if_all),
-        _spec("maxpool", _window, _pool_aux(_pool_window, False), _first, passes=True),
+        _spec("maxpool", _window, _pool_aux(_pool_window, False), passes=True),
         _spec("avgpool", _window, _pool_aux(_pool_window, True)),
         _spec("global_avgpool", _global_avgpool, _pool_aux(_global_window, True)),
-        _spec(
-            "global_maxpool", _global_maxpool, _pool_aux(_global_window, False), _first, passes=True
-        ),
-        _spec("flatten", _flatten, precision=_first, check_inputs=_check_same_size, passes=True),
+        _spec("global_maxpool", _global_maxpool, _pool_aux(_global_window, False), passes=True),
+        _spec("flatten", _flatten, check_inputs=_check_same_size, passes=True),
         _spec(
             "pad", _pad, precision=_pad_precision, check=_check_pad, check_inputs=_check_pad_input
         ),
@@ -452,7 +454,7 @@ OPS: dict[str, OpSpec] = {
             check=_check_binary,
             check_inputs=_same_shapes,
         ),
-        _spec("reshape", _reshape, precision=_first, check_inputs=_check_same_size, passes=True),
+        _spec("reshape", _reshape, check_inputs=_check_same_size, passes=True),
         # max(x, 0) + alpha·min(x, 0): one compare and one multiply per element
         _spec("prelu", _prelu, _per_element(1, 1), check=_check_prelu, elementwise=True),
     )
