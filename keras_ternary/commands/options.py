@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+from collections.abc import Callable
+from typing import TypeVar
 
 __all__ = [
     "add_run_control",
@@ -14,38 +17,32 @@ __all__ = [
     "yaml_value",
 ]
 
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+_N = TypeVar("_N", int, float)
 
 
-def positive_float(text: str) -> float:
-    """An argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+def _checked(
+    convert: Callable[[str], _N], accept: Callable[[_N], bool], expected: str
+) -> Callable[[str], _N]:
+    """An argparse type: ``convert(text)``, refused unless ``accept``-ed ("expected ...")."""
+
+    def parse(text: str) -> _N:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def non_negative_float(text: str) -> float:
-    """An argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
+#: An argparse type: an integer >= 1.
+positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
+#: An argparse type: a number > 0.
+positive_float = _checked(float, lambda v: v > 0, "a positive number")
+#: An argparse type: a finite number >= 0.
+non_negative_float = _checked(float, lambda v: 0 <= v < math.inf, "a number >= 0")
 
 
 def add_verbose(parser: argparse.ArgumentParser) -> None:
