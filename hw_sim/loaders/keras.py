@@ -296,6 +296,8 @@ class _Layer:
 Converted = Op | list[Op] | None
 Converter = Callable[[_Layer], Converted]
 
+_ANY = -1  # number of inputs checked by the converter itself
+
 #: Keras layer class name -> (converter, number of inputs, None: two or more).
 _CONVERTERS: dict[str, tuple[Converter, int | None]] = {}
 #: TF function name of a TFOpLambda / SlicingOpLambda (``config["function"]``) -> converter.
@@ -325,6 +327,8 @@ def tf_function(*names: str, inputs: int | None = 1) -> Callable[[Converter], Co
 
 
 def _check_arity(c: _Layer, inputs: int | None) -> None:
+    if inputs == _ANY:
+        return
     if inputs is None and len(c.inputs) < 2:
         constants = {k: v for k, v in c.call_kwargs.items() if k != "name" and v is not None}
         if constants:
@@ -345,7 +349,7 @@ def _convert_layer(c: _Layer) -> list[Op]:
     return [] if out is None else [out] if isinstance(out, Op) else out
 
 
-@keras_layer("TFOpLambda", "SlicingOpLambda", inputs=None)
+@keras_layer("TFOpLambda", "SlicingOpLambda", inputs=_ANY)
 def _tf_op(c: _Layer) -> Converted:
     entry = _TF_FUNCTIONS.get(c.cfg.get("function"))
     if entry is None:
