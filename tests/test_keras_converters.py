@@ -4,6 +4,8 @@ Checked on the IR itself (kinds, shapes, groups, kernel layout) with a small num
 convolution, independent of hw_sim's emulator.
 """
 
+import re
+
 import larq as lq
 import numpy as np
 import pytest
@@ -181,3 +183,14 @@ def test_padding_reshape_and_activation_layers():
     assert prelu.kind == "prelu" and prelu.extra["alpha"].shape == (1, 1, 4)
     with pytest.raises(HwSimError, match=r"^layer '[^']+' \(ReLU\): thresholded"):
         _single(L.ReLU(threshold=0.5))
+
+
+def test_docs_list_every_registered_converter():
+    from pathlib import Path
+
+    from hw_sim.loaders import keras
+
+    text = " ".join(Path("docs/hw_sim.md").read_text(encoding="utf-8").split())
+    hidden = {"TFOpLambda", "SlicingOpLambda", *keras._IDENTITY_LAYERS}
+    for name in sorted(set(keras._CONVERTERS) - hidden) + sorted(keras._TF_FUNCTIONS):
+        assert re.search(rf"(?<![\w.]){re.escape(name)}(?![\w.])", text), name
