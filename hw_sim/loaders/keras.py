@@ -304,26 +304,25 @@ _CONVERTERS: dict[str, tuple[Converter, int | None]] = {}
 _TF_FUNCTIONS: dict[str, tuple[Converter, int | None]] = {}
 
 
-def keras_layer(*class_names: str, inputs: int | None = 1) -> Callable[[Converter], Converter]:
-    """Register a converter for Keras layer classes (``inputs=None``: two or more inputs)."""
-
+def _register(
+    table: dict, names: tuple[str, ...], inputs: int | None
+) -> Callable[[Converter], Converter]:
     def register(fn: Converter) -> Converter:
-        for name in class_names:
-            _CONVERTERS[name] = (fn, inputs)
+        for name in names:
+            table[name] = (fn, inputs)
         return fn
 
     return register
+
+
+def keras_layer(*class_names: str, inputs: int | None = 1) -> Callable[[Converter], Converter]:
+    """Register a converter for Keras layer classes (``inputs=None``: two or more inputs)."""
+    return _register(_CONVERTERS, class_names, inputs)
 
 
 def tf_function(*names: str, inputs: int | None = 1) -> Callable[[Converter], Converter]:
     """Register a converter for TF functions wrapped in a TFOpLambda layer (``x + y``)."""
-
-    def register(fn: Converter) -> Converter:
-        for name in names:
-            _TF_FUNCTIONS[name] = (fn, inputs)
-        return fn
-
-    return register
+    return _register(_TF_FUNCTIONS, names, inputs)
 
 
 def _check_arity(c: _Layer, inputs: int | None) -> None:
