@@ -339,8 +339,9 @@ ZOO: dict[str, ZooModel] = {
             "real_to_binary_net",
             _larq_zoo("RealToBinaryNet", 32),
             {
-                fmt: "Lambda layers hold Python code: refused unless safe_mode=False, and not "
-                "representable in the hw_sim IR"
+                fmt: "#15: Lambda layers (Python code: refused unless safe_mode=False; no IR "
+                "op) and a broadcasting Multiply (8, 8, 64) x (1, 1, 64) (the IR's multiply "
+                "takes same-shape inputs)"
                 for fmt in FORMATS
             },
             needs_larq_zoo=True,
