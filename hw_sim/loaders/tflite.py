@@ -2,7 +2,12 @@
 
 The flatbuffer is read directly (LiteRT's generated schema; no interpreter, no
 TensorFlow). Convolution / fully-connected weights are dequantized (int8 codes × per-channel
-scale) and split into a ternary (or binary) sign pattern and a per-output-channel scale.
+scale) and split into a ternary (or binary) sign pattern and a per-output-channel scale;
+other kernels are kept at their precision (the source layer's, float32, with our metadata;
+else as stored: int8 or float32). Each TFLite operator has one converter in
+:data:`CONVERTERS` (registered with :func:`tflite_op`); the input quantizers the exporter
+writes (ternary, SteTern, sign patterns of ABS / SIGN / GREATER / SELECT_V2) become the
+``input_quantizer`` of the convolution / dense that reads them.
 
 The exporter folds batch-norm into the preceding convolution and fuses activations into
 convolutions and additions; it records the source model's layer names, kernel quantizers
@@ -26,10 +31,13 @@ Without the metadata (a .tflite from elsewhere) the folded form is kept: per-cha
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from hw_sim.errors import HwSimError
-from hw_sim.ir import Graph, Op
+from hw_sim.ir import Graph, Op, Quantizer
 from keras_ternary.contract import activations, affine
 from keras_ternary.contract.errors import ContractError
 from keras_ternary.contract.geometry import output_hw, window_padding
@@ -37,10 +45,9 @@ from keras_ternary.contract.metadata import METADATA_NAME, ExportMetadata, Layer
 from keras_ternary.contract.ternary import is_unit_scale, split_kernel
 from keras_ternary.contract.tflite_reader import TFLiteModel
 
-__all__ = ["METADATA_NAME", "SUFFIXES", "load"]
+__all__ = ["CONVERTERS", "METADATA_NAME", "SUFFIXES", "load", "tflite_op"]
 
 SUFFIXES = (".tflite",)
-_IDENTITY_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
 class _Reader:
@@ -84,21 +91,31 @@ class _Reader:
         return activations.from_tflite_fused(self.model.enum_name("ActivationFunctionType", code))
 
 
-def _layer_name(tensor_name: str) -> str:
-    """``model/layer/op;...`` -> ``layer`` (the Keras layer that made a tensor)."""
-    parts = tensor_name.split(";")[0].split(":")[0].split("/")
-    return parts[1] if len(parts) >= 3 else parts[0]
+#: Name parts of TFLite tensors that never name a layer (graph plumbing).
+_PLUMBING = ("StatefulPartitionedCall", "serving_default", "arith.constant", "tfl.", "Identity")
 
 
-def _split_kernel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel (channels last) -> (levels in {-1, 0, +1} as int8, per-channel magnitude)."""
-    split = split_kernel(w)
-    if split is None:
-        raise HwSimError(
-            "a convolution / dense kernel is not a per-channel scale times {-1, 0, +1}; hw_sim "
-            "models ternary and binary kernels only"
-        )
-    return split
+def _layer_names(tensor_name: str) -> list[str]:
+    """The Keras layers a (fused) tensor name mentions, first first.
+
+    ``model/re_lu/Relu;model/conv2d/BiasAdd`` -> ``["re_lu", "conv2d"]``; plumbing names
+    (``StatefulPartitionedCall:0``, ``tfl.quantize``, ``arith.constant``) give none.
+    """
+    names = []
+    for part in tensor_name.split(";"):
+        part = part.split(":")[0]
+        if not part or part.startswith(_PLUMBING):
+            continue
+        segments = part.split("/")
+        name = segments[1] if len(segments) >= 3 else segments[0]
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _layer_name(tensor_name: str, fallback: str) -> str:
+    """The first layer a tensor name mentions, else ``fallback``."""
+    return next(iter(_layer_names(tensor_name)), fallback)
 
 
 class _Builder:
@@ -128,6 +145,8 @@ class _Builder:
             for name in [*f.clips, *(layer for layer, kind in f.branches if kind == "scaled")]
         }
         self.branch_of: dict[int, dict] = {}  # tensor -> residual fold it is a branch of
+        # tensors inside an input-quantizer pattern: tensor -> (what, IR source, ...)
+        self.sym: dict[int, tuple] = {}
 
     # ------------------------------------------------------------------ helpers
     def _unique(self, name: str) -> str:
@@ -141,6 +160,8 @@ class _Builder:
     def emit(self, op: Op, output: int | None) -> str:
         op.name = self._unique(op.name)
         op.act_precision = self.precision[op.inputs[0]] if op.inputs else "float32"
+        if op.input_quantizer is not None:
+            op.act_precision = op.input_quantizer.precision
         if op.kind != "input":
             op.out_precision = self.tensor_precision(op, op.inputs, self.precision)
         self.ops.append(op)
@@ -150,6 +171,12 @@ class _Builder:
         return op.name
 
     def src(self, t: int) -> str:
+        if t in self.sym:
+            what = "an input quantizer" if self.sym[t][0] == "quantized" else "part of one"
+            raise HwSimError(
+                f"{self.r.path}: tensor {self.r.name(t)!r} is {what} and feeds a layer that is "
+                "not a convolution / dense; hw_sim cannot represent that"
+            )
         if t in self.pending_mul:
             self._emit_pending(t)
         if t not in self.alias:
@@ -158,6 +185,14 @@ class _Builder:
 
     def shape(self, t: int) -> tuple[int, ...]:
         return self.r.shape(t)[1:]
+
+    def unknown_pattern(self, kind: str, out: int) -> None:
+        """Raise: ``kind`` here is not part of an input quantizer hw_sim knows."""
+        name = _layer_name(self.r.name(out), kind.lower())
+        raise HwSimError(
+            f"{self.r.path}: layer {name!r}: TFLite operator {kind} is not part of an input "
+            "quantizer hw_sim knows (ternary, SteTern or sign)"
+        )
 
     def layer_for(self, tensor_names: list[str]) -> LayerEntry | None:
         for entry_name in self.layer_order:
@@ -172,25 +207,49 @@ class _Builder:
         return self.emit(op, output)
 
     # ------------------------------------------------------------------ operators
-    def compute(self, kind: str, op, inputs: list[int], output: int) -> None:
+    def quantized_src(self, t: int) -> tuple[str, Quantizer | None]:
+        """The IR tensor a compute op reads and the input quantizer applied to it (if any)."""
+        value = self.sym.get(t)
+        if value is not None and value[0] == "quantized":
+            return value[1], value[2]
+        return self.src(t), None
+
+    def compute_name(self, weights: int, output: int) -> str:
+        """A compute layer's name without metadata: from its kernel's tensor, else its output."""
+        names = _layer_names(self.r.name(weights)) or _layer_names(self.r.name(output))
+        return names[0] if names else "layer"
+
+    def _kernel(self, kind: str, opts, w: np.ndarray, in_shape, where: str):
+        """TFLite kernel -> (IR kernel, strides, groups)."""
+        if kind == "FULLY_CONNECTED":
+            return w.T, (1, 1), 1  # (out, in) -> (in, out)
+        if opts is None:
+            raise HwSimError(f"{where}: no operator options")
+        if opts.dilationHFactor != 1 or opts.dilationWFactor != 1:
+            raise HwSimError(f"{where}: dilated convolutions are not supported")
+        strides = (int(opts.strideH), int(opts.strideW))
+        if kind == "CONV_2D":
+            return np.transpose(w, (1, 2, 3, 0)), strides, 1  # OHWI -> HWIO
+        # DEPTHWISE_CONV_2D: (1, kh, kw, c_in·m) -> (kh, kw, 1, c_in·m), groups = c_in
+        groups = int(in_shape[-1])
+        if w.shape[0] != 1 or w.shape[-1] % groups:
+            raise HwSimError(f"{where}: depthwise kernel {w.shape} does not fit {groups} channels")
+        return np.transpose(w, (1, 2, 0, 3)), strides, groups
+
+    def compute(self, kind: str, opts, inputs: list[int], output: int) -> None:
         r = self.r
+        layer = self.layer_for([r.name(inputs[1]), r.name(output)])
+        name = layer.name if layer else self.compute_name(inputs[1], output)
+        where = f"{r.path}: layer {name!r} ({kind})"
         w = r.constant(inputs[1])
         if w is None:
-            raise HwSimError(f"{r.path}: {kind} weights are not a constant tensor")
+            raise HwSimError(f"{where}: weights are not a constant tensor")
+        in_shape = self.shape(inputs[0])
+        weights, strides, groups = self._kernel(kind, opts, w, in_shape, where)
         bias = r.constant(inputs[2]) if len(inputs) > 2 and inputs[2] >= 0 else None
-        if kind == "CONV_2D":
-            if op is None:
-                raise HwSimError(f"{r.path}: CONV_2D without its options")
-            if op.dilationHFactor != 1 or op.dilationWFactor != 1:
-                raise HwSimError(f"{r.path}: dilated convolutions are not supported")
-            weights = np.transpose(w, (1, 2, 3, 0))  # OHWI -> HWIO
-            strides = (int(op.strideH), int(op.strideW))
-        else:
-            weights, strides = w.T, (1, 1)
-        fused = r.fused(op)
+        fused = r.fused(opts)
         if fused is None:
-            raise HwSimError(f"{r.path}: unsupported fused activation in {kind}")
-        layer = self.layer_for([r.name(inputs[1]), r.name(output)])
+            raise HwSimError(f"{where}: unsupported fused activation")
         fold = self.residual.get((layer.residual_bn if layer else None) or "")
         if fold is not None:  # undo the residual batch-norm's scale (and shift) in this branch
             self.branch_of[output] = fold
@@ -201,26 +260,34 @@ class _Builder:
             if fold.shift_branch == layer.name:
                 bias = bias - np.asarray(fold.shift, np.float64)
             bias = (bias / res_scale).astype(np.float32)
-        levels, scale = _split_kernel(weights)
-        if layer and layer.folded_bn and layer.negative_channels:
-            negative = np.asarray(layer.negative_channels, dtype=np.int64)
-            levels[..., negative] *= -1  # recover t: the folded kernel is s_c · t, s_c < 0
-            scale = scale.copy()
-            scale[negative] *= -1
-        precision = "ternary" if np.any(levels == 0) else "binary"
-        if layer and layer.quantizer in ("ternary", "binary"):
-            precision = layer.quantizer
-            if precision == "binary" and np.any(levels == 0):
-                precision = "ternary"
+        quantized = layer is None or layer.quantizer is not None
+        split = split_kernel(weights) if quantized else None
+        if split is not None:
+            levels, scale = split
+            if layer and layer.folded_bn and layer.negative_channels:
+                negative = np.asarray(layer.negative_channels, dtype=np.int64)
+                levels[..., negative] *= -1  # recover t: the folded kernel is s_c · t, s_c < 0
+                scale = scale.copy()
+                scale[negative] *= -1
+            precision = "ternary" if np.any(levels == 0) else "binary"
+            if layer and layer.quantizer == "ternary":
+                precision = "ternary"  # a ternary kernel that happens to have no zero
+        elif layer is not None and layer.quantizer is not None:
+            raise HwSimError(
+                f"{where}: its {layer.quantizer} kernel is not a per-channel scale times "
+                "{-1, 0, +1}"
+            )
+        else:  # a float / int8 kernel, at the source's precision (else as stored)
+            levels, scale = np.asarray(weights, np.float32), np.ones(weights.shape[-1])
+            stored = r.model.tensor(inputs[1]).dtype
+            precision = "int8" if layer is None and stored == "INT8" else "float32"
         folded = layer is not None and layer.folded_bn
         has_bias = bias is not None and bool(np.any(bias))
         if layer is not None and layer.use_bias is not None:
             has_bias = layer.use_bias
         bias = np.zeros(levels.shape[-1]) if bias is None else bias
-        name = layer.name if layer else _layer_name(r.name(output))
         unit_scale = bool(folded) or is_unit_scale(scale)
-        in_name = self.src(inputs[0])
-        in_shape = self.shape(inputs[0])
+        in_name, input_quantizer = self.quantized_src(inputs[0])
         common = dict(
             inputs=[in_name],
             output_shape=self.shape(output),
@@ -228,29 +295,38 @@ class _Builder:
             weights=levels,
             weight_precision=precision,
             weight_scale=None if unit_scale else scale,
+            input_quantizer=input_quantizer,
             bias=None
             if not has_bias
             else (np.zeros_like(scale) if folded else bias.astype(np.float32)),
         )
-        if kind == "CONV_2D":
+        if kind == "FULLY_CONNECTED":
+            current = self.emit(Op(name, "dense", **common), None)
+        else:
             kernel = (int(levels.shape[0]), int(levels.shape[1]))
-            pad = r.padding(op, in_shape, kernel, strides)
+            pad = r.padding(opts, in_shape, kernel, strides)
             try:
                 expect = output_hw(in_shape[:2], kernel, strides, pad)
             except ContractError:
                 expect = None
             if expect != tuple(common["output_shape"][:2]):
-                raise HwSimError(f"{r.path}: convolution output size does not match its padding")
-            current = self.emit(Op(name, "conv2d", strides=strides, padding=pad, **common), None)
-        else:
-            current = self.emit(Op(name, "dense", **common), None)
+                raise HwSimError(f"{where}: output size does not match its padding")
+            op = Op(name, "conv2d", strides=strides, padding=pad, groups=groups, **common)
+            current = self.emit(op, None)
         if folded:
             eps = float(layer.bn_epsilon or 1e-3)
             beta = bias.astype(np.float32)
             current = self.emit(self._bn(folded, current, output, scale, beta, eps), None)
         if fused != "linear":
-            current = self.activation(fused, current, output, f"{name}_activation")
+            current = self.activation(fused, current, output, self.act_name(output, name))
         self.alias[output] = current
+
+    def act_name(self, output: int, producer: str) -> str:
+        """A fused activation's name: the first layer its tensor names, else ``<op>_activation``."""
+        names = _layer_names(self.r.name(output))
+        if names and names[0] != producer:
+            return names[0]
+        return f"{producer}_activation"
 
     def _bn(self, name, src, output, scale, shift, eps) -> Op:
         """A batch-norm op computing ``scale·x + shift`` (μ = 0, σ² = 1 − ε)."""
@@ -287,7 +363,7 @@ class _Builder:
         name = self.bn_name([*inputs, output])
         current = self.emit(self._bn(name, self.src(source), output, gamma, beta, 1e-3), output)
         if fused != "linear":
-            current = self.activation(fused, current, output, f"{name}_activation")
+            current = self.activation(fused, current, output, self.act_name(output, name))
         self.alias[output] = current
 
     def residual_bn(self, src: str, inputs: list[int], output: int, pooled: bool) -> str:
@@ -322,7 +398,7 @@ class _Builder:
             if any(f"/{bn}/" in n for n in names):
                 self.kept_bn.remove(bn)
                 return bn
-        return self.kept_bn.pop(0) if self.kept_bn else _layer_name(names[-1])
+        return self.kept_bn.pop(0) if self.kept_bn else _layer_name(names[-1], "batchnorm")
 
     def _emit_pending(self, output: int) -> None:
         gamma, source = self.pending_mul.pop(output)
@@ -335,73 +411,263 @@ class _Builder:
         for output in list(self.pending_mul):
             self._emit_pending(output)
 
-    def operator(self, kind: str, op, inputs: list[int], outputs: list[int]) -> None:
-        r = self.r
+    def operator(self, kind: str, opts, inputs: list[int], outputs: list[int]) -> None:
         out = outputs[0]
         added = (
             self.residual_identity_of(out)
             if kind in ("DEPTHWISE_CONV_2D", "MINIMUM", "MAXIMUM")
             else None
         )
-        if kind in _IDENTITY_OPS:
-            self.alias[out] = self.src(inputs[0])
-        elif added is not None:  # a residual fold's depthwise scale or range clip
+        if added is not None:  # a residual fold's depthwise scale or range clip
             self.alias[out] = self.src(inputs[0])
             self.branch_of[out] = added
-        elif kind in ("CONV_2D", "FULLY_CONNECTED"):
-            self.compute(kind, op, inputs, out)
-        elif kind in ("MUL", "ADD") and any(r.constant(t) is not None for t in inputs):
-            self.affine(kind, op, inputs, out)
-        elif kind == "ADD":
-            srcs = [self.src(t) for t in inputs]
-            if any(self.shape(t) != self.shape(out) for t in inputs):
-                raise HwSimError(f"{r.path}: broadcasting ADD is not supported")
-            fused = r.fused(op) or "linear"
-            name = _layer_name(r.name(out))
-            current = self.emit(
-                Op(name, "add", srcs, self.shape(out), source_type="tflite:ADD"), out
+            return
+        convert = CONVERTERS.get(kind)
+        if convert is None and activations.from_tflite_op(kind) is not None:
+            convert = _activation
+        if convert is None:
+            name = _layer_name(self.r.name(out), kind.lower())
+            raise HwSimError(
+                f"{self.r.path}: layer {name!r}: TFLite operator {kind} cannot be represented "
+                "in the IR"
             )
-            current = self.residual_bn(current, inputs, out, pooled=False)
-            if fused != "linear":
-                self.activation(fused, current, out, f"{name}_activation")
-        elif kind == "MEAN":
-            axes = r.constant(inputs[1])
-            if (
-                axes is None
-                or sorted(int(a) for a in axes.reshape(-1)) != [1, 2]
-                or (op and op.keepDims)
-            ):
-                raise HwSimError(f"{r.path}: only MEAN over H, W without keep_dims is supported")
-            src = self.src(inputs[0])
-            pooled = self.emit(Op("global_avgpool", "global_avgpool", [src], self.shape(out)), out)
-            self.residual_bn(pooled, inputs[:1], out, pooled=True)
-        elif kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-            if op is None:
-                raise HwSimError(f"{r.path}: {kind} without its options")
-            pool = (int(op.filterHeight), int(op.filterWidth))
-            strides = (int(op.strideH), int(op.strideW))
-            pad = r.padding(op, self.shape(inputs[0]), pool, strides)
-            pool_kind = "maxpool" if kind == "MAX_POOL_2D" else "avgpool"
-            extra = {"count_include_pad": False} if pool_kind == "avgpool" else {}
-            self.emit(
-                Op(
-                    pool_kind,
-                    pool_kind,
-                    [self.src(inputs[0])],
-                    self.shape(out),
-                    pool_size=pool,
-                    strides=strides,
-                    padding=pad,
-                    extra=extra,
-                ),
-                out,
-            )
-        elif (act := activations.from_tflite_op(kind)) is not None:
-            self.activation(act, self.src(inputs[0]), out, kind.lower())
-        elif kind == "RESHAPE" and len(self.shape(out)) == 1:
-            self.emit(Op("flatten", "flatten", [self.src(inputs[0])], self.shape(out)), out)
-        else:
-            raise HwSimError(f"{r.path}: TFLite operator {kind} cannot be represented in the IR")
+        convert(self, kind, opts, inputs, out)
+
+    def name_of(self, output: int, fallback: str, opts=None) -> str:
+        """An op's name from its output tensor, else ``fallback``.
+
+        With a fused activation (``opts``) the tensor names the activation's layer first and
+        the op's own layer last.
+        """
+        names = _layer_names(self.r.name(output))
+        fused = self.r.fused(opts) if opts is not None else "linear"
+        if fused not in (None, "linear") and names:
+            return names[-1]
+        return names[0] if names else fallback
+
+    def symbolic(self, t: int) -> tuple | None:
+        """The input-quantizer pattern tensor ``t`` is part of (None: an ordinary tensor)."""
+        return self.sym.get(t)
+
+
+# ---------------------------------------------------------------------------- the table
+Converter = Callable[[_Builder, str, Any, list[int], int], None]
+#: TFLite operator name -> converter(builder, kind, options, inputs, output).
+CONVERTERS: dict[str, Converter] = {}
+
+
+def tflite_op(*kinds: str) -> Callable[[Converter], Converter]:
+    """Register a converter for the TFLite operators ``kinds``."""
+
+    def register(fn: Converter) -> Converter:
+        for kind in kinds:
+            CONVERTERS[kind] = fn
+        return fn
+
+    return register
+
+
+@tflite_op("QUANTIZE", "DEQUANTIZE")
+def _identity(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    if inputs[0] in b.sym:
+        b.sym[out] = b.sym[inputs[0]]
+    else:
+        b.alias[out] = b.src(inputs[0])
+
+
+@tflite_op("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+def _compute(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    b.compute(kind, opts, inputs, out)
+
+
+# Input quantizers (larq / keras_ternary quantizers the exporter applies in front of a layer)
+# arrive as small TFLite patterns; they are followed symbolically and become the consumer's
+# ``input_quantizer``:
+#   ternary (|x| <= Δ -> 0):  SELECT_V2(GREATER(ABS(x), Δ), SIGN(x), ZEROS_LIKE(x))
+#   SteTern (|x| < Δ -> 0):   the same with GREATER_EQUAL
+#   sign (0 -> +1):           SIGN(ADD(SIGN(x), c > 0))
+@tflite_op("ABS", "ZEROS_LIKE")
+def _pattern_unary(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    b.sym[out] = (kind, b.src(inputs[0]))
+
+
+@tflite_op("SIGN")
+def _sign(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    value = b.symbolic(inputs[0])
+    if value is None:
+        b.sym[out] = ("SIGN", b.src(inputs[0]))
+    elif value[0] == "SIGN+c":
+        b.sym[out] = ("quantized", value[1], Quantizer("sign"))
+    else:
+        b.unknown_pattern(kind, out)
+
+
+@tflite_op("GREATER", "GREATER_EQUAL")
+def _compare(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    value, delta = b.symbolic(inputs[0]), b.r.constant(inputs[1])
+    if value is None or value[0] != "ABS" or delta is None or delta.size != 1:
+        b.unknown_pattern(kind, out)
+    quantizer = "ternary" if kind == "GREATER" else "ste_tern"
+    b.sym[out] = ("compare", value[1], quantizer, float(delta.reshape(-1)[0]))
+
+
+@tflite_op("SELECT", "SELECT_V2")
+def _select(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    cond, yes, no = (b.symbolic(t) for t in inputs)
+    if (
+        cond is None
+        or cond[0] != "compare"
+        or yes != ("SIGN", cond[1])
+        or no != ("ZEROS_LIKE", cond[1])
+    ):
+        b.unknown_pattern(kind, out)
+    b.sym[out] = ("quantized", cond[1], Quantizer(cond[2], delta=cond[3]))
+
+
+@tflite_op("ADD", "MUL", "SUB")
+def _binary(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    r = b.r
+    consts = [r.constant(t) for t in inputs]
+    symbolic = [b.symbolic(t) for t in inputs]
+    if kind == "ADD" and symbolic[0] is not None and symbolic[0][0] == "SIGN":
+        c = consts[1]
+        if c is None or c.size != 1 or not float(c.reshape(-1)[0]) > 0:
+            b.unknown_pattern(kind, out)
+        b.sym[out] = ("SIGN+c", symbolic[0][1])
+        return
+    if kind in ("MUL", "ADD") and any(c is not None for c in consts):
+        b.affine(kind, opts, inputs, out)
+        return
+    if any(c is not None for c in consts):
+        raise HwSimError(f"{r.path}: layer {b.name_of(out, 'sub')!r}: SUB of a constant")
+    name = b.name_of(out, {"ADD": "add", "MUL": "multiply", "SUB": "subtract"}[kind], opts)
+    srcs = [b.src(t) for t in inputs]
+    if any(b.shape(t) != b.shape(out) for t in inputs):
+        raise HwSimError(f"{r.path}: layer {name!r}: broadcasting {kind} is not supported")
+    ir_kind = {"ADD": "add", "MUL": "multiply", "SUB": "subtract"}[kind]
+    current = b.emit(Op(name, ir_kind, srcs, b.shape(out), source_type=f"tflite:{kind}"), out)
+    if kind == "ADD":
+        current = b.residual_bn(current, inputs, out, pooled=False)
+    fused = r.fused(opts) or "linear"
+    if fused != "linear":
+        b.activation(fused, current, out, b.act_name(out, name))
+
+
+@tflite_op("MEAN")
+def _mean(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    r = b.r
+    axes = r.constant(inputs[1])
+    name = b.name_of(out, "global_avgpool")
+    if (
+        axes is None
+        or sorted(int(a) for a in axes.reshape(-1)) != [1, 2]
+        or (opts and opts.keepDims)
+    ):
+        raise HwSimError(
+            f"{r.path}: layer {name!r}: only MEAN over H, W without keep_dims is supported"
+        )
+    src = b.src(inputs[0])
+    pooled = b.emit(Op(name, "global_avgpool", [src], b.shape(out), source_type="tflite:MEAN"), out)
+    b.residual_bn(pooled, inputs[:1], out, pooled=True)
+
+
+@tflite_op("MAX_POOL_2D", "AVERAGE_POOL_2D")
+def _pool(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    pool_kind = "maxpool" if kind == "MAX_POOL_2D" else "avgpool"
+    name = b.name_of(out, pool_kind, opts)
+    if opts is None:
+        raise HwSimError(f"{b.r.path}: layer {name!r}: {kind} without its options")
+    pool = (int(opts.filterHeight), int(opts.filterWidth))
+    strides = (int(opts.strideH), int(opts.strideW))
+    pad = b.r.padding(opts, b.shape(inputs[0]), pool, strides)
+    extra = {"count_include_pad": False} if pool_kind == "avgpool" else {}
+    op = Op(
+        name,
+        pool_kind,
+        [b.src(inputs[0])],
+        b.shape(out),
+        source_type=f"tflite:{kind}",
+        pool_size=pool,
+        strides=strides,
+        padding=pad,
+        extra=extra,
+    )
+    current = b.emit(op, out)
+    fused = b.r.fused(opts) or "linear"
+    if fused != "linear":
+        b.activation(fused, current, out, b.act_name(out, name))
+
+
+def _activation(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    act = activations.from_tflite_op(kind)
+    b.activation(act, b.src(inputs[0]), out, b.name_of(out, kind.lower()))
+
+
+@tflite_op("RESHAPE")
+def _reshape(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    shape = b.shape(out)
+    ir_kind = "flatten" if len(shape) == 1 else "reshape"
+    name = b.name_of(out, ir_kind)
+    b.emit(Op(name, ir_kind, [b.src(inputs[0])], shape, source_type="tflite:RESHAPE"), out)
+
+
+@tflite_op("PAD", "PADV2")
+def _pad(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    r = b.r
+    name = b.name_of(out, "pad")
+    pads = r.constant(inputs[1])
+    if pads is None or pads.shape != (4, 2) or np.any(pads[0]) or np.any(pads[3]):
+        raise HwSimError(f"{r.path}: layer {name!r}: only spatial {kind} of an image is supported")
+    value = 0.0
+    if kind == "PADV2" and len(inputs) > 2 and inputs[2] >= 0:
+        constant = r.constant(inputs[2])
+        value = float(constant.reshape(-1)[0]) if constant is not None else 0.0
+    padding = tuple(int(p) for p in (*pads[1], *pads[2]))
+    op = Op(
+        name,
+        "pad",
+        [b.src(inputs[0])],
+        b.shape(out),
+        source_type=f"tflite:{kind}",
+        padding=padding,
+        pad_value=value,
+    )
+    b.emit(op, out)
+
+
+@tflite_op("CONCATENATION")
+def _concat(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    name = b.name_of(out, "concat", opts)
+    rank = len(b.r.shape(out))
+    axis = int(opts.axis) if opts is not None else -1
+    if axis not in (-1, rank - 1):
+        raise HwSimError(f"{b.r.path}: layer {name!r}: only channel concatenation is supported")
+    srcs = [b.src(t) for t in inputs]
+    current = b.emit(
+        Op(name, "concat", srcs, b.shape(out), source_type="tflite:CONCATENATION"), out
+    )
+    fused = b.r.fused(opts) or "linear"
+    if fused != "linear":
+        b.activation(fused, current, out, b.act_name(out, name))
+
+
+@tflite_op("PRELU", "LEAKY_RELU")
+def _prelu(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    name = b.name_of(out, kind.lower())
+    if kind == "LEAKY_RELU":
+        alpha = float(opts.alpha) if opts is not None else 0.2
+    else:
+        alpha = b.r.constant(inputs[1])
+        if alpha is None:
+            raise HwSimError(f"{b.r.path}: layer {name!r}: PRELU alpha is not a constant")
+        alpha = np.asarray(alpha, np.float32)
+        if alpha.ndim > len(b.shape(out)):  # a leading batch axis
+            alpha = alpha.reshape(alpha.shape[1:])
+    extra = {"alpha": alpha}
+    op = Op(
+        name, "prelu", [b.src(inputs[0])], b.shape(out), source_type=f"tflite:{kind}", extra=extra
+    )
+    b.emit(op, out)
 
 
 def load(path: str, safe_mode: bool = True) -> Graph:

@@ -289,11 +289,14 @@ class InputQuantizerSplit(Transform):
         import larq as lq
 
         (node,) = match
-        quantizer = lq.quantizers.serialize(node.source.input_quantizer)
+        source = node.source.input_quantizer
+        quantizer = lq.quantizers.serialize(source)
         entry = layer_entry(
             f"{node.name}_input_quantizer", QuantizerLayer, {"quantizer": quantizer}
         )
-        graph.insert(entry, node.name, 0)
+        # a quantizer with state (keras_ternary.Ternary's Δ variable) keeps its value
+        weights = source.get_weights() if isinstance(source, tf.keras.layers.Layer) else []
+        graph.insert(entry, node.name, 0, weights)
 
 
 class ConstantKernel(Transform):
