@@ -4,7 +4,8 @@ Symmetric, per tensor, zero point 0: ``q = clip(rint(x / s), -127, 127)``, ``x â
 The scale ``s = bound / 127`` comes from
 
 1. a **static bound** when the tensor is the output of a bounded activation
-   (hard_tanh, tanh, sigmoid: 1; relu6: 6), possibly through max-pooling/flatten --
+   (hard_tanh, tanh, sigmoid: 1; relu6: 6), possibly through ops that only move values
+   (max-pooling, flatten, reshape: :attr:`hw_sim.ops.OpSpec.passes_precision`) --
    no data needed and nothing is clipped;
 2. otherwise **max-abs calibration**: the largest ``|x|`` of the tensor over a
    calibration batch run with float activations (``capture``: the emulator in float mode,
@@ -20,6 +21,7 @@ import numpy as np
 
 from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph
+from hw_sim.ops import OPS
 from keras_ternary.contract import activations
 
 __all__ = [
@@ -36,8 +38,6 @@ INT8_MAX = 127
 #: Activations whose output range is known: |y| <= bound.
 STATIC_BOUNDS = {a.name: a.bound for a in activations.ACTIVATIONS.values() if a.bound is not None}
 
-_PASS_THROUGH = ("maxpool", "global_maxpool", "flatten")
-
 
 def quantize_int8(x: np.ndarray, scale: float) -> np.ndarray:
     """``clip(rint(x / scale), -127, 127)`` as int8 (round half to even)."""
@@ -48,7 +48,7 @@ def quantize_int8(x: np.ndarray, scale: float) -> np.ndarray:
 def static_bound(graph: Graph, tensor: str) -> float | None:
     """``max |x|`` of ``tensor`` known from the graph alone, or None."""
     op = graph.op(tensor)
-    while op.kind in _PASS_THROUGH:
+    while OPS[op.kind].passes_precision:
         op = graph.op(op.inputs[0])
     if op.kind == "activation" or op.is_compute:
         return STATIC_BOUNDS.get(op.activation)

@@ -14,7 +14,9 @@ would:
 
 After the accumulator, a per-channel epilogue applies the int8 scale, the kernel's
 channel scale and bias, and the fused activation in float32; batch-norm, activations,
-residual additions and pooling run in float32 as a vector unit would. Where an integer
+residual additions, pooling, padding, concatenation, ... run in float32 as a vector unit
+would (each kind's :attr:`hw_sim.ops.OpSpec.execute`). A grouped / depthwise convolution
+runs its kernel once per group, on the group's input channels. Where an integer
 accumulator reaches a ternary/sign quantizer only through per-channel monotone ops, the
 whole chain is folded into two integer comparisons per output
 (:mod:`hw_sim.kernels.threshold`) and never leaves the integer domain.
@@ -40,20 +42,22 @@ from hw_sim.kernels.conv import (
     PackedKernel,
     addsub_conv2d,
     bit_conv2d,
+    grouped,
     mac_conv2d,
     pack_kernel,
-    patches,
-    valid_taps,
+    split_groups,
 )
 from hw_sim.kernels.threshold import Thresholds, derive_thresholds
-from keras_ternary.contract import activations, affine
-from keras_ternary.contract.errors import ContractError
+from hw_sim.ops import activation, batchnorm, spec
+from keras_ternary.contract import activations
 
 __all__ = [
     "ACT_MODES",
     "EmulationResult",
     "Emulator",
+    "activation",
     "apply_quantizer",
+    "batchnorm",
     "run",
 ]
 
@@ -81,22 +85,6 @@ def apply_quantizer(x: np.ndarray, q: Quantizer) -> np.ndarray:
     return np.sign(np.sign(x + delta) + np.sign(x - delta)).astype(np.int8)
 
 
-def activation(kind: str, x: np.ndarray) -> np.ndarray:
-    """Element-wise activation in float32 (:mod:`keras_ternary.contract.activations`)."""
-    try:
-        return activations.apply(kind, x)
-    except ContractError as exc:
-        raise HwSimError(str(exc)) from None
-
-
-def batchnorm(op: Op, x: np.ndarray) -> np.ndarray:
-    """Inference batch-norm as a per-channel affine: ``x·s + (β - μ·s)``, ``s = γ/√(σ²+ε)``."""
-    scale, shift = affine.batchnorm_affine(
-        op.gamma, op.beta, op.moving_mean, op.moving_variance, op.epsilon, np.float32
-    )
-    return (x * scale + shift).astype(np.float32, copy=False)
-
-
 def epilogue(op: Op, acc: np.ndarray, act_scale: float | None) -> np.ndarray:
     """Accumulator -> float32 conv/dense output: int8 scale, channel scale, bias, activation."""
     y = acc.astype(np.float32)
@@ -109,37 +97,9 @@ def epilogue(op: Op, acc: np.ndarray, act_scale: float | None) -> np.ndarray:
     return activation(op.activation, y)
 
 
-def _pool(op: Op, x: np.ndarray) -> np.ndarray:
-    if op.kind == "global_avgpool":
-        return x.mean(axis=(1, 2), dtype=np.float32)
-    if op.kind == "global_maxpool":
-        return x.max(axis=(1, 2))
-    fill = -np.inf if op.kind == "maxpool" else 0.0
-    cols = patches(x.astype(np.float32), op.pool_size, op.strides, op.padding, np.float32(fill))
-    if op.kind == "maxpool":
-        return cols.max(axis=(3, 4))
-    total = cols.sum(axis=(3, 4), dtype=np.float32)
-    if op.extra.get("count_include_pad", False):
-        return total / np.float32(op.pool_size[0] * op.pool_size[1])
-    valid = valid_taps(x.shape[1:3], op.pool_size, op.strides, op.padding).sum(axis=(2, 3))
-    return total / valid[None, :, :, None].astype(np.float32)
-
-
 def _elementwise(op: Op, inputs: list[np.ndarray]) -> np.ndarray:
-    if op.kind == "batchnorm":
-        return batchnorm(op, inputs[0])
-    if op.kind == "activation":
-        return activation(op.activation, inputs[0])
-    if op.kind == "add":
-        y = inputs[0].astype(np.float32)
-        for other in inputs[1:]:
-            y = y + other.astype(np.float32)
-        return y
-    if op.kind == "flatten":
-        return inputs[0].reshape(inputs[0].shape[0], -1)
-    if op.kind in ("maxpool", "avgpool", "global_avgpool", "global_maxpool"):
-        return _pool(op, inputs[0])
-    raise HwSimError(f"op {op.name!r}: cannot execute a {op.kind!r}")
+    """A non-compute op in float32: its kind's :attr:`hw_sim.ops.OpSpec.execute`."""
+    return spec(op.kind).execute(op, inputs)
 
 
 # ----------------------------------------------------------------------------- plans
@@ -150,7 +110,7 @@ class LayerPlan:
     op: Op
     kernel: str  # "popcount", "addsub" or "mac"
     act: str  # what the kernel consumes: "ternary", "binary", "int8" or "float32"
-    packed: PackedKernel | None = None
+    packed: list[PackedKernel] | None = None  # one per group
     act_scale: float | None = None
     chain: list[Op] = field(default_factory=list)
     tail: str | None = None  # tensor the thresholds produce (chain end)
@@ -266,7 +226,11 @@ class Emulator:
             self._compile(calibration)
         #: wall-clock seconds by step of :meth:`forward` (kernel phases: PHASE_SECONDS)
         self.seconds: dict[str, float] = defaultdict(float)
-        self._remaining = {op.name: len(graph.consumers(op.name)) for op in graph.ops}
+        # reads left of each tensor (an op may read one twice, e.g. multiply(x, x))
+        self._remaining = {op.name: 0 for op in graph.ops}
+        for op in graph.ops:
+            for name in op.inputs:
+                self._remaining[name] += 1
 
     # -- planning
     def _plan(self, op: Op) -> LayerPlan:
@@ -277,7 +241,7 @@ class Emulator:
         if not op.is_quantized:
             return LayerPlan(op, "mac", act)
         kernel = op.weights if op.kind == "conv2d" else op.weights[None, None]
-        packed = pack_kernel(kernel, op.weight_precision)
+        packed = [pack_kernel(k, op.weight_precision) for k in split_groups(kernel, op.groups)]
         if act in _LOW:
             if op.pad_value not in (-1.0, 0.0, 1.0):
                 raise HwSimError(f"op {op.name!r}: pad value {op.pad_value} is not 0 or ±1")
@@ -358,20 +322,20 @@ class Emulator:
     def _kernel(self, plan: LayerPlan, x: np.ndarray) -> tuple[np.ndarray, dict]:
         op = plan.op
         dense = op.kind == "dense"
-        w = plan.packed if plan.packed is not None else op.weights
-        geo = {"strides": op.strides, "padding": op.padding}
+        geo = {"strides": op.strides, "padding": op.padding, "pad_value": op.pad_value}
         if dense:
             x = x[:, None, None, :]
-            w = w if plan.packed is not None else w[None, None]
-            geo = {}
-        if plan.kernel == "popcount":
-            acc, counts = bit_conv2d(
-                x, w, plan.act, pad_value=op.pad_value, backend=self.backend, **geo
-            )
-        elif plan.kernel == "addsub":
-            acc, counts = addsub_conv2d(x, w, pad_value=op.pad_value, backend=self.backend, **geo)
+            geo = {"pad_value": op.pad_value}
+        if plan.packed is not None:
+            w = plan.packed
         else:
-            acc, counts = mac_conv2d(x, w, pad_value=op.pad_value, **geo)
+            w = split_groups(op.weights if not dense else op.weights[None, None], op.groups)
+        if plan.kernel == "popcount":
+            acc, counts = grouped(bit_conv2d, x, w, act=plan.act, backend=self.backend, **geo)
+        elif plan.kernel == "addsub":
+            acc, counts = grouped(addsub_conv2d, x, w, backend=self.backend, **geo)
+        else:
+            acc, counts = grouped(mac_conv2d, x, w, **geo)
         if dense:
             acc = acc.reshape(acc.shape[0], -1)
         return acc, counts

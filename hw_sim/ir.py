@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw_sim.errors import HwSimError
+from hw_sim.ops import OPS, spec
 from keras_ternary.contract import activations
 from keras_ternary.contract.geometry import conv_output_size, same_padding
 
@@ -54,26 +55,8 @@ __all__ = [
 #: Precision name -> bits per stored value.
 PRECISIONS: dict[str, int] = {"float32": 32, "int32": 32, "int8": 8, "ternary": 2, "binary": 1}
 
-#: Op kinds the IR represents.
-OP_KINDS = (
-    "input",
-    "conv2d",
-    "dense",
-    "batchnorm",
-    "activation",
-    "add",
-    "maxpool",
-    "avgpool",
-    "global_avgpool",
-    "global_maxpool",
-    "flatten",
-    "pad",  # explicit spatial padding: ``padding`` (top, bottom, left, right), ``pad_value``
-    "concat",  # along the channel (last) axis
-    "multiply",  # element-wise product of two same-shape inputs
-    "subtract",  # inputs[0] - inputs[1], same shapes
-    "reshape",  # to ``output_shape`` (row-major, as numpy / TensorFlow)
-    "prelu",  # max(x, 0) + alpha·min(x, 0); ``extra["alpha"]`` scalar (LeakyReLU) or array
-)
+#: Op kinds the IR represents; their behaviour is the table :data:`hw_sim.ops.OPS`.
+OP_KINDS = tuple(OPS)
 
 #: Element-wise activation kinds (:data:`keras_ternary.contract.activations.ACTIVATIONS`).
 ACTIVATIONS = tuple(activations.ACTIVATIONS)
@@ -154,21 +137,18 @@ class Op:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in OP_KINDS:
+        if self.kind not in OPS:
             raise HwSimError(f"op {self.name!r}: unknown kind {self.kind!r}")
         self.output_shape = tuple(int(d) for d in self.output_shape)
         for precision in (self.act_precision, self.out_precision, self.weight_precision):
             if precision is not None and precision not in PRECISIONS:
                 raise HwSimError(f"op {self.name!r}: unknown precision {precision!r}")
-        if self.kind in ("conv2d", "dense") and self.weights is None:
-            raise HwSimError(f"op {self.name!r}: a {self.kind} needs weights")
-        if self.kind == "activation" and self.activation not in ACTIVATIONS:
-            raise HwSimError(f"op {self.name!r}: unsupported activation {self.activation!r}")
+        spec(self.kind).check(self)
 
     @property
     def is_compute(self) -> bool:
-        """True for the multiply-accumulate ops (conv2d, dense)."""
-        return self.kind in ("conv2d", "dense")
+        """True for the multiply-accumulate ops with a kernel (conv2d, dense)."""
+        return OPS[self.kind].compute
 
     @property
     def is_quantized(self) -> bool:
@@ -240,7 +220,8 @@ class Graph:
         return len(self.ops)
 
     def validate(self) -> None:
-        """Check names are unique, inputs come earlier, outputs exist."""
+        """Check names are unique, inputs come earlier, outputs exist, and each op's kind
+        accepts the shapes it reads (:attr:`hw_sim.ops.OpSpec.check_inputs`)."""
         seen: set[str] = set()
         self._by_name: dict[str, Op] = {}
         for op in self.ops:
@@ -249,6 +230,7 @@ class Graph:
             for name in op.inputs:
                 if name not in seen:
                     raise HwSimError(f"op {op.name!r} reads {name!r}, which no earlier op makes")
+            OPS[op.kind].check_inputs(op, [self._by_name[n].output_shape for n in op.inputs])
             seen.add(op.name)
             self._by_name[op.name] = op
         for name in self.outputs:

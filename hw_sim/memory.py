@@ -13,11 +13,13 @@ Buffer model (parameters under ``buffer:`` in the technology table; docs/hw_sim.
   32-bit scales/biases) and written once into the weight SRAM; the weight SRAM is then
   read once per ``pe_rows`` output positions (bitwise: only nonzero words plus a 1-bit per
   word skip mask). Input activations are read from the activation SRAM once per
-  ``pe_cols`` output channels: with ``window_reuse`` (a line buffer) each stored input word
-  once, otherwise (im2col) each output position's K-long patch. CIM keeps weights resident
+  ``pe_cols`` output channels that read them (a grouped conv: of their group): with
+  ``window_reuse`` (a line buffer) each stored input word once, otherwise (im2col) each
+  output position's patch (K = kh·kw·C_in values, all groups). CIM keeps weights resident
   in the arrays (no weight traffic) and broadcasts each input to all column tiles.
 * Other ops read every input value and write every output value once.
-* With ``fuse_elementwise`` a tensor read only by a batch norm / activation is never stored
+* With ``fuse_elementwise`` a tensor read only by an element-wise op (batch norm,
+  activation, PReLU) is never stored
   (see :func:`fused_tensors`).
 * If a layer's inputs plus output exceed the activation SRAM, its output is written to
   DRAM and read back once per consumer. The network input is read from DRAM and its
@@ -31,6 +33,7 @@ import math
 from hw_sim.accelerators.common import CountingModel, LayerCount
 from hw_sim.geometry import elements, entropy_bits, words
 from hw_sim.ir import Graph, Op
+from hw_sim.ops import OPS
 from hw_sim.technology import Tech
 
 __all__ = [
@@ -40,8 +43,6 @@ __all__ = [
     "tensor_storage_bits",
     "weight_storage_bits",
 ]
-
-_ELEMENTWISE = ("batchnorm", "activation")
 
 
 def consumer_map(graph: Graph) -> dict[str, list[Op]]:
@@ -54,7 +55,8 @@ def consumer_map(graph: Graph) -> dict[str, list[Op]]:
 
 
 def fused_tensors(graph: Graph, readers: dict[str, list[Op]], enabled: bool = True) -> set[str]:
-    """Tensors never stored: the only reader is a batch norm / activation fused into the producer.
+    """Tensors never stored: the only reader is an element-wise op (batch norm, activation,
+    PReLU: :attr:`hw_sim.ops.OpSpec.elementwise`) fused into the producer.
 
     With ``buffer.fuse_elementwise`` a chain such as conv -> batch norm -> activation keeps
     its intermediate values in the datapath; only the chain's last tensor is written.
@@ -68,7 +70,7 @@ def fused_tensors(graph: Graph, readers: dict[str, list[Op]], enabled: bool = Tr
         if op.kind != "input"
         and op.name not in outputs
         and len(readers[op.name]) == 1
-        and readers[op.name][0].kind in _ELEMENTWISE
+        and OPS[readers[op.name][0].kind].elementwise
     }
 
 
@@ -143,7 +145,7 @@ def layer_memory(
             m["sram_act_reads"] = sum(words(b) for b in stored_in) * groups
         else:
             patch = lc.details.get(
-                "act_words_per_position", words(op.fan_in * storage[op.inputs[0]])
+                "act_words_per_position", words(op.fan_in * op.groups * storage[op.inputs[0]])
             )
             m["sram_act_reads"] = op.output_positions * patch * groups
     else:

@@ -79,4 +79,5 @@ def test_hw_sim_names_the_reason_keras_gives(tmp_path):
     message = str(info.value)
     assert "cannot rebuild layer class 'DepthwiseConv2D'" in message
     assert "Unknown initializer" in message and "config=" not in message
-    assert len(message) < 400 and np.char.count(message, "\n") == 0
+    reason = message.replace(str(path), "PATH")  # the temporary path's length varies
+    assert len(reason) < 400 and np.char.count(message, "\n") == 0

@@ -12,10 +12,13 @@ Per 64-bit word of one output's inner product (see :data:`WORD_OPS`):
   ``Σ popcnt(m_w)`` term is a per-filter constant computed offline
 * binary act x binary weight:   ``y = N - 2·Σ popcnt(a ^ w)``
 
-Word-level zero skipping: a weight word whose nonzero plane is all zero is skipped (ternary
-kernels). Each output then combines its two accumulators with one subtract (the 2· is a
-shift). Layers with float/int8 activations fall back to one add/subtract per nonzero
-weight (the ``zeroskip`` rule without dynamic skipping); float kernels to fp32 MACs.
+A grouped / depthwise conv packs each group's input channels separately: a depthwise conv
+fills one bit of every 64-bit word, and is counted so (no lane packing across channels is
+modelled). Word-level zero skipping: a weight word whose nonzero plane is all zero is
+skipped (ternary kernels). Each output then combines its two accumulators with one
+subtract (the 2· is a shift). Layers with float/int8 activations fall back to one
+add/subtract per nonzero weight (the ``zeroskip`` rule without dynamic skipping); float
+kernels to fp32 MACs.
 
 Not modelled: FATNN's cheaper ternary inner product (Chen et al., ICCV 2021) -- see
 docs/hw_sim.md for what could and could not be established about it.
@@ -61,7 +64,9 @@ def bitwise_word_ops(op: Op) -> dict[str, int]:
 
     Returns ``total_words`` (per output position, all filters), ``nonzero_words`` (of
     those, words with a nonzero weight), ``act_words`` (activation words per position,
-    one per tap and 64 channels) and ``planes_w`` / ``planes_a`` (bit-planes per value).
+    one per tap and 64 channels of each group) and ``planes_w`` / ``planes_a`` (bit-planes
+    per value). A grouped conv packs each group's ``C_in / groups`` channels on their own
+    (a depthwise conv: one real bit per word, the scheme's worst case).
     """
     mask = weight_word_mask(op)
     kh, kw, n_words, _ = mask.shape
@@ -69,7 +74,7 @@ def bitwise_word_ops(op: Op) -> dict[str, int]:
     return {
         "total_words": int(mask.size),
         "nonzero_words": nonzero,
-        "act_words": kh * kw * n_words,
+        "act_words": kh * kw * n_words * op.groups,
         "planes_w": 2 if op.weight_precision == "ternary" else 1,
         "planes_a": 2 if op.act_precision == "ternary" else 1,
     }

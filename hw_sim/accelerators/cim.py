@@ -12,7 +12,15 @@ and pulse:
 * every used column of an array with at least one driven block is converted by the ADC
   (``adc_conversion`` = adc_fom · 2^adc_bits) and shift-added into the output (int32 add).
 
-Reported: arrays, row/column tiles, utilisation = K·C_out·cells / (arrays·rows·cols).
+Reported: arrays, row/column tiles, utilisation = weights·cells / (arrays·rows·cols).
+
+A grouped / depthwise conv is mapped block-diagonally (an assumption: the simplest honest
+mapping, no weight duplication or channel-serial reuse): the crossbar holds the
+``(groups·kh·kw·C_in/groups) x C_out`` matrix whose diagonal blocks are the groups' kernels
+(group-major rows), and everything else is empty. Only arrays holding some group's weights
+exist; row blocks with no weight in an array's columns (including the off-diagonal
+ones) are never driven and are not counted as skippable blocks. A depthwise 3x3 layer thus
+uses 9 rows x 1 column per channel: utilisation is low, as it is on real crossbars.
 Float kernels are not mapped to crossbars: they fall back to digital fp32 MACs.
 """
 
@@ -72,7 +80,7 @@ def crossbar_mapping(op: Op, cim: CimConfig) -> dict:
     ``blocks`` (real row blocks x column tiles), plus ``arrays``, ``row_tiles``,
     ``col_tiles``, ``cells_per_weight`` and ``utilisation``.
     """
-    nz = weight_matrix(op) != 0
+    nz, structural = _crossbar_matrix(op)
     k, cout = nz.shape
     cpw = cim.ternary_cells if op.weight_precision == "ternary" else 1
     per_tile = cim.cols // cpw  # output channels per column tile
@@ -83,24 +91,46 @@ def crossbar_mapping(op: Op, cim: CimConfig) -> dict:
     padded = np.zeros((n_blocks * b, col_tiles * per_tile), dtype=bool)
     padded[:k, :cout] = nz
     active = padded.reshape(n_blocks, b, col_tiles, per_tile).any(axis=(1, 3))
+    held = np.zeros_like(padded)
+    held[:k, :cout] = structural
+    exists = held.reshape(n_blocks, b, col_tiles, per_tile).any(axis=(1, 3))  # has weights
     rows_in_block = np.minimum(b, k - np.arange(n_blocks) * b)
     cols_used = np.minimum(per_tile, cout - np.arange(col_tiles) * per_tile) * cpw
     blocks_per_tile = cim.rows // b
     tile_active = np.zeros((row_tiles * blocks_per_tile, col_tiles), dtype=bool)
     tile_active[:n_blocks] = active
     tile_any = tile_active.reshape(row_tiles, blocks_per_tile, col_tiles).any(axis=1)
-    arrays = row_tiles * col_tiles
+    tile_held = np.zeros_like(tile_active)
+    tile_held[:n_blocks] = exists
+    arrays = int(tile_held.reshape(row_tiles, blocks_per_tile, col_tiles).any(axis=1).sum())
     return {
         "cell_ops": int((active * rows_in_block[:, None] * cols_used[None, :]).sum()),
         "conversions": int((tile_any * cols_used[None, :]).sum()),
         "active_blocks": int(active.sum()),
-        "blocks": int(n_blocks * col_tiles),
+        "blocks": int(exists.sum()),
         "arrays": arrays,
         "row_tiles": row_tiles,
         "col_tiles": col_tiles,
         "cells_per_weight": cpw,
-        "utilisation": k * cout * cpw / (arrays * cim.rows * cim.cols),
+        "utilisation": op.n_weights * cpw / (arrays * cim.rows * cim.cols),
     }
+
+
+def _crossbar_matrix(op: Op) -> tuple[np.ndarray, np.ndarray]:
+    """(nonzero, holds-a-weight) masks of the ``K x C_out`` crossbar matrix; a grouped conv's
+    groups on the diagonal, group-major rows (see the module docstring)."""
+    w = weight_matrix(op)
+    if op.groups == 1:
+        return w != 0, np.ones(w.shape, dtype=bool)
+    kg, cg = op.fan_in, op.out_channels // op.groups
+    per_group = op.weights.reshape(kg, op.groups, cg)
+    nz = np.zeros((op.groups * kg, op.out_channels), dtype=bool)
+    held = np.zeros_like(nz)
+    for g in range(op.groups):
+        rows, cols = slice(g * kg, (g + 1) * kg), slice(g * cg, (g + 1) * cg)
+        nz[rows, cols] = per_group[:, g, :] != 0
+        held[rows, cols] = True
+    return nz, held
 
 
 class CimModel(CountingModel):

@@ -10,6 +10,7 @@ import numpy as np
 
 from hw_sim.geometry import dense_macs, elements, valid_tap_counts
 from hw_sim.ir import Graph, Op, bits_of
+from hw_sim.ops import OPS
 from hw_sim.technology import Tech
 
 __all__ = [
@@ -163,52 +164,25 @@ def count_epilogue(op: Op, lc: LayerCount) -> None:
         lc.add("compute", "fp32_add", outputs)
 
 
-_ACTIVATION_COST = {  # (fp32 mults, fp32 adds/compares) per element
-    "linear": (0, 0),
-    "relu": (0, 1),
-    "relu6": (0, 2),
-    "hard_tanh": (0, 2),
-    # assumption: a piecewise-polynomial evaluation of 4 multiply-adds
-    "tanh": (4, 4),
-    "sigmoid": (4, 4),
-    "softmax": (5, 5),  # exp as above, plus a sum and a normalising multiply
-}
-
-
 def count_aux(op: Op, graph: Graph, lc: LayerCount, model: CountingModel) -> None:
     """Element-wise and pooling work, charged in fp32 alike in every model.
 
-    batch norm: 1 mult + 1 add per element (folded scale and shift); activations: see
-    ``_ACTIVATION_COST`` (a comparison costs an add); add: (inputs - 1) adds per element;
-    max/avg pooling: window - 1 comparisons/adds per output (+1 mult for averages); input
-    quantizer: 2 comparisons (ternary) or 1 (sign) per input element.
+    The op kind's :attr:`hw_sim.ops.OpSpec.aux_actions` (batch norm: 1 mult + 1 add per
+    element; activations, fused or not: :data:`hw_sim.ops.ACTIVATION_COST`; add: inputs - 1
+    adds, subtract 1 add, multiply 1 mult, PReLU 1 mult + 1 compare per element; pooling:
+    window - 1 comparisons/adds per output, + 1 mult for averages; pad, concat, reshape,
+    flatten: none), plus the input quantizer of a conv2d / dense: 2 comparisons (ternary) or
+    1 (sign) per input element (a comparison costs an add).
     """
-    out = elements(op.output_shape)
-    if op.kind == "batchnorm":
-        lc.add("aux", "fp32_mult", out)
-        lc.add("aux", "fp32_add", out)
-    elif op.kind == "activation" or (op.is_compute and op.activation != "linear"):
-        mults, adds = _ACTIVATION_COST[op.activation]
-        lc.add("aux", "fp32_mult", mults * out)
-        lc.add("aux", "fp32_add", adds * out)
-    elif op.kind == "add":
-        lc.add("aux", "fp32_add", (len(op.inputs) - 1) * out)
-    elif op.kind in ("maxpool", "avgpool"):
-        window = op.pool_size[0] * op.pool_size[1]
-        lc.add("aux", "fp32_add", (window - 1) * out)
-        if op.kind == "avgpool":
-            lc.add("aux", "fp32_mult", out)
-    elif op.kind in ("global_avgpool", "global_maxpool"):
-        in_shape = graph.shape_of(op.inputs[0])
-        window = in_shape[0] * in_shape[1]
-        lc.add("aux", "fp32_add", (window - 1) * out)
-        if op.kind == "global_avgpool":
-            lc.add("aux", "fp32_mult", out)
+    in_shapes = [graph.shape_of(n) for n in op.inputs]
+    for action, count in OPS[op.kind].aux_actions(op, in_shapes).items():
+        lc.add("aux", action, count)
     if op.is_compute and op.input_quantizer is not None and model.counts_input_quantization():
         compares = 1 if op.input_quantizer.precision == "binary" else 2
-        lc.add("aux", "fp32_add", compares * elements(graph.shape_of(op.inputs[0])))
+        lc.add("aux", "fp32_add", compares * elements(in_shapes[0]))
 
 
 def fetch_groups(op: Op, pe_cols: int) -> int:
-    """How many times each input activation word is fetched: once per ``pe_cols`` outputs."""
-    return math.ceil(op.out_channels / pe_cols)
+    """How many times each input activation word is fetched: once per ``pe_cols`` of the
+    outputs that read it (a grouped conv's input channel feeds only its group's outputs)."""
+    return math.ceil(op.out_channels // op.groups / pe_cols)

@@ -8,8 +8,10 @@
 
 All take NHWC activations, HWIO kernels, ``strides`` and explicit ``(top, bottom, left,
 right)`` padding holding ``pad_value``; a dense layer is a 1x1 convolution on a 1x1 image
-(:func:`as_conv`). Each returns ``(accumulators, counts)``: ``counts`` holds the
-data-dependent work of the call (totals over the batch, see docs/emulation.md).
+(:func:`as_conv`); a grouped / depthwise convolution is one call per group
+(:func:`grouped`, kernels from :func:`split_groups`). Each returns ``(accumulators,
+counts)``: ``counts`` holds the data-dependent work of the call (totals over the batch,
+see docs/emulation.md).
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ __all__ = [
     "as_conv",
     "binary_padding_correction",
     "bit_conv2d",
+    "grouped",
     "mac_conv2d",
     "output_size",
     "pack_kernel",
     "patches",
     "reset_phase_times",
+    "split_groups",
     "valid_taps",
 ]
 
@@ -111,6 +115,41 @@ def valid_taps(in_hw: tuple[int, int], kernel: tuple[int, int], strides, padding
 def as_conv(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A dense layer's ``(B, C)`` input and ``(C, N)`` kernel as a 1x1 convolution."""
     return x[:, None, None, :], w[None, None, :, :]
+
+
+def split_groups(w: np.ndarray, groups: int) -> list[np.ndarray]:
+    """A grouped HWIO kernel ``(kh, kw, C/g, N)`` as ``groups`` kernels ``(kh, kw, C/g, N/g)``
+    (group ``g`` owns output channels ``[g·N/groups, (g+1)·N/groups)``, :mod:`hw_sim.ir`)."""
+    if w.shape[-1] % groups:
+        raise HwSimError(f"groups={groups} does not divide the kernel's {w.shape[-1]} filters")
+    return np.split(w, groups, axis=-1)
+
+
+#: Counts that describe the call rather than add up over groups.
+_SHARED_COUNTS = ("kernel", "variant", "images", "positions")
+
+
+def grouped(conv, x: np.ndarray, kernels: list, **kwargs) -> tuple[np.ndarray, dict]:
+    """Run ``conv(x_g, kernels[g], **kwargs)`` on each group's input channels.
+
+    ``x`` is split into ``len(kernels)`` equal channel slices; the accumulators are
+    concatenated along channels (group order) and the counts summed over groups (``images``
+    and ``positions`` and the descriptive strings are those of one group).
+    """
+    if len(kernels) == 1:
+        return conv(x, kernels[0], **kwargs)
+    if x.shape[-1] % len(kernels):
+        raise HwSimError(f"{x.shape[-1]} input channels do not split into {len(kernels)} groups")
+    results = [
+        conv(part, k, **kwargs)
+        for part, k in zip(np.split(x, len(kernels), axis=-1), kernels, strict=True)
+    ]
+    counts = dict(results[0][1])
+    for _, c in results[1:]:
+        for key, value in c.items():
+            if key not in _SHARED_COUNTS:
+                counts[key] += value
+    return np.concatenate([acc for acc, _ in results], axis=-1), counts
 
 
 @dataclass

@@ -18,6 +18,7 @@ import numpy as np
 
 from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph, Op, Quantizer
+from hw_sim.ops import tensor_precision  # re-exported: the .tflite loader imports it here
 from keras_ternary.contract import activations
 from keras_ternary.contract.errors import ContractError
 from keras_ternary.contract.geometry import output_hw, window_padding
@@ -212,25 +213,6 @@ def _activation_name(activation, layer) -> str:
             f"(supported: {', '.join(supported)})"
         )
     return kind
-
-
-def tensor_precision(op: Op, inputs: list[str], precisions: dict[str, str]) -> str:
-    """Precision of the tensor an op produces (see :mod:`hw_sim.ir`).
-
-    Shared by the .tflite loader so both loaders give the same IR precisions.
-    """
-    if op.kind in ("conv2d", "dense"):
-        integer_in = op.act_precision in ("ternary", "binary", "int8")
-        integer_w = op.weight_precision in ("ternary", "binary", "int8")
-        exact = op.bias is None and op.weight_scale is None and op.activation in ("linear", "relu")
-        return "int32" if integer_in and integer_w and exact else "float32"
-    if op.kind in ("maxpool", "global_maxpool", "flatten"):
-        return precisions[inputs[0]]
-    if op.kind == "activation" and op.activation in ("linear", "relu"):
-        return precisions[inputs[0]]
-    if op.kind == "add" and all(precisions[n] == "int32" for n in inputs):
-        return "int32"
-    return "float32"
 
 
 _tensor_precision = tensor_precision  # former private name, kept for callers

@@ -38,6 +38,7 @@ import numpy as np
 
 from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph, Op, Quantizer
+from hw_sim.ops import tensor_precision
 from keras_ternary.contract import activations, affine
 from keras_ternary.contract.errors import ContractError
 from keras_ternary.contract.geometry import output_hw, window_padding
@@ -122,10 +123,7 @@ class _Builder:
     """Turns TFLite operators into IR ops, unfolding what the exporter folded."""
 
     def __init__(self, reader: _Reader, meta: ExportMetadata | None):
-        from hw_sim.loaders.keras import tensor_precision
-
         self.r, self.meta = reader, meta
-        self.tensor_precision = tensor_precision
         self.ops: list[Op] = []
         self.alias: dict[int, str] = {}  # tflite tensor -> IR op name
         self.precision: dict[str, str] = {}
@@ -163,7 +161,7 @@ class _Builder:
         if op.input_quantizer is not None:
             op.act_precision = op.input_quantizer.precision
         if op.kind != "input":
-            op.out_precision = self.tensor_precision(op, op.inputs, self.precision)
+            op.out_precision = tensor_precision(op, op.inputs, self.precision)
         self.ops.append(op)
         self.precision[op.name] = op.out_precision
         if output is not None:
