@@ -165,8 +165,6 @@ def activations() -> tf.keras.Model:
 
 
 # ---------------------------------------------------------------------------- new layer types
-def _not_emulated(kind: str) -> str:
-    return f"#15: the emulator's {kind} lands with the op table (hw_sim/ops.py)"
 
 
 @_seeded
@@ -286,28 +284,25 @@ ZOO: dict[str, ZooModel] = {
         ZooModel("conv_inputs", conv_inputs),
         ZooModel("pools", pools),
         ZooModel("activations", activations),
-        ZooModel("depthwise", depthwise, emulation_missing=_not_emulated("grouped conv2d")),
-        ZooModel("separable", separable, emulation_missing=_not_emulated("grouped conv2d")),
-        ZooModel("zero_padding", zero_padding, emulation_missing=_not_emulated("pad")),
-        ZooModel("concatenate", concatenate, emulation_missing=_not_emulated("concat")),
-        ZooModel("multiply", _merge(L.Multiply), emulation_missing=_not_emulated("multiply")),
-        ZooModel("subtract", _merge(L.Subtract), emulation_missing=_not_emulated("subtract")),
+        ZooModel("depthwise", depthwise),
+        ZooModel("separable", separable),
+        ZooModel("zero_padding", zero_padding),
+        ZooModel("concatenate", concatenate),
+        ZooModel("multiply", _merge(L.Multiply)),
+        ZooModel("subtract", _merge(L.Subtract)),
         ZooModel("tfop_add", _tfop(lambda a, b: a + b)),
         ZooModel(
             "tfop_multiply",
             _tfop(lambda a, b: a * b),
-            emulation_missing=_not_emulated("multiply"),
         ),
-        ZooModel("reshape", reshape, emulation_missing=_not_emulated("reshape")),
+        ZooModel("reshape", reshape),
         ZooModel(
             "prelu",
             _activation_layer(L.PReLU, "PReLU"),
-            emulation_missing=_not_emulated("prelu"),
         ),
         ZooModel(
             "leaky_relu",
             _activation_layer(L.LeakyReLU, "LeakyReLU"),
-            emulation_missing=_not_emulated("prelu"),
         ),
         ZooModel(
             "binary_resnet_e18",
@@ -331,7 +326,6 @@ ZOO: dict[str, ZooModel] = {
         ZooModel(
             "binary_alexnet",
             _larq_zoo("BinaryAlexNet", 96),
-            emulation_missing=_not_emulated("reshape"),
             needs_larq_zoo=True,
             formats=(".h5",),
         ),
