@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 import tensorflow as tf
 
+from keras_ternary.layer_table import quantized_weights
 from keras_ternary.quantizers import Ternary
 from keras_ternary.regimes import Regime, delta_at, saturation_time_scale, validate_regime_args
 from keras_ternary.stats import _walk_layers, ternary_stats
@@ -36,14 +37,17 @@ def current_learning_rate(optimizer, step: int | None = None) -> float | None:
 
 
 def find_ternary_quantizers(model: tf.keras.Model, inputs: bool = False) -> list[Ternary]:
-    """Every :class:`Ternary` kernel quantizer of ``model`` (and input quantizers if asked)."""
+    """Every :class:`Ternary` kernel quantizer of ``model`` (and input quantizers if asked).
+
+    Kernels are those of :data:`keras_ternary.layer_table.LAYER_WEIGHTS` (a
+    ``QuantDepthwiseConv2D``'s ``depthwise_quantizer`` too).
+    """
     found: list[Ternary] = []
-    attrs = ("kernel_quantizer", "depthwise_quantizer", "pointwise_quantizer")
-    if inputs:
-        attrs += ("input_quantizer",)
     for layer in _walk_layers(model):
-        for attr in attrs:
-            q = getattr(layer, attr, None)
+        candidates = [q for _, _, q in quantized_weights(layer)]
+        if inputs:
+            candidates.append(getattr(layer, "input_quantizer", None))
+        for q in candidates:
             if isinstance(q, Ternary) and all(q is not f for f in found):
                 found.append(q)
     return found
@@ -238,7 +242,8 @@ class DeltaGrowth(tf.keras.callbacks.Callback):
         empty = [
             layer.name
             for layer in stats.layers
-            if layer.n_weights and layer.n_zero == layer.n_weights
+            if layer.n_weights
+            and layer.n_zero == layer.n_weights
             and layer.name not in self._warned_layers
         ]
         if not empty:

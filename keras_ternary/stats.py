@@ -11,19 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import larq as lq
 import numpy as np
 import tensorflow as tf
 
+from keras_ternary import layer_table
 from keras_ternary.contract.entropy import entropy_bits
 from keras_ternary.quantizers import Binary, Ternary
 
 __all__ = [
     "LayerStats",
+    "QuantizedKernel",
     "TernaryStats",
     "entropy_bits",
     "quantized_kernels",
+    "quantized_weights",
     "ternary_stats",
     "training_speed",
 ]
@@ -56,12 +60,37 @@ def _walk_layers(model: tf.keras.layers.Layer) -> Iterator[tf.keras.layers.Layer
             yield layer
 
 
-def quantized_kernels(model: tf.keras.Model) -> Iterator[tuple[tf.keras.layers.Layer, object]]:
-    """Yield ``(layer, kernel_quantizer)`` for every layer whose kernel is quantized."""
+class QuantizedKernel(NamedTuple):
+    """One quantized kernel of a model: its layer, name, latent variable and quantizer."""
+
+    layer: tf.keras.layers.Layer
+    kernel_attr: str  # the layer attribute holding it: "kernel", "depthwise_kernel", ...
+    name: str
+    kernel: tf.Variable
+    quantizer: object
+
+
+def quantized_weights(model: tf.keras.Model) -> Iterator[QuantizedKernel]:
+    """Every quantized kernel of ``model`` (:data:`keras_ternary.layer_table.LAYER_WEIGHTS`).
+
+    A layer with one quantized kernel names it after the layer; a separable convolution's
+    two are ``<layer>/depthwise_kernel`` and ``<layer>/pointwise_kernel``.
+    """
     for layer in _walk_layers(model):
-        quantizer = getattr(layer, "kernel_quantizer", None)
-        if quantizer is not None and getattr(layer, "kernel", None) is not None:
-            yield layer, quantizer
+        found = list(layer_table.quantized_weights(layer))
+        for weight, kernel, quantizer in found:
+            name = layer.name if len(found) == 1 else f"{layer.name}/{weight.kernel_attr}"
+            yield QuantizedKernel(layer, weight.kernel_attr, name, kernel, quantizer)
+
+
+def quantized_kernels(model: tf.keras.Model) -> Iterator[tuple[tf.keras.layers.Layer, object]]:
+    """``(layer, kernel_quantizer)`` for every layer whose ``kernel`` attribute is quantized.
+
+    Other quantized kernels (depthwise, pointwise): :func:`quantized_weights`.
+    """
+    for found in quantized_weights(model):
+        if found.kernel_attr == "kernel":
+            yield found.layer, found.quantizer
 
 
 @dataclass
@@ -139,11 +168,11 @@ def ternary_stats(
     layers: list[LayerStats] = []
     total_hist = np.zeros(bins, dtype=np.int64)
     edges = np.linspace(*HIST_RANGE, bins + 1)
-    for layer, quantizer in quantized_kernels(model):
+    for _, _, name, kernel, quantizer in quantized_weights(model):
         kind = quantizer_kind(quantizer)
         if wanted is not None and kind not in wanted:
             continue
-        latent = np.asarray(layer.kernel.numpy())
+        latent = np.asarray(kernel.numpy())
         q = np.asarray(quantizer(tf.convert_to_tensor(latent)).numpy())
         n_neg, n_zero, n_pos = int((q < 0).sum()), int((q == 0).sum()), int((q > 0).sum())
         hist = None
@@ -153,7 +182,7 @@ def ternary_stats(
             hist = (counts.tolist(), edges.tolist())
         layers.append(
             LayerStats(
-                name=layer.name,
+                name=name,
                 quantizer=kind,
                 n_weights=int(q.size),
                 n_neg=n_neg,

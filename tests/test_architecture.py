@@ -30,6 +30,7 @@ TENSORFLOW_FREE = (
     "keras_ternary.contract.metadata",
     "keras_ternary.contract.ternary",
     "keras_ternary.contract.tflite_reader",
+    "keras_ternary.layer_table",
     "hw_sim.ir",
     "hw_sim.analysis",
     "hw_sim.accelerators",

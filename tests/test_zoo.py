@@ -5,7 +5,8 @@ its MACs and kernel weights per layer must equal an independent count from the K
 configs (tests/independent_count.py). Each model that loads is emulated on random images
 with float activations and compared with Keras: the integer accumulators exactly, top-1 on
 every image whose Keras top-2 logits are not a near tie. What hw_sim does not support yet is
-a strict expected failure, so each mark must go when its support lands.
+a strict expected failure, so each mark must go when its support lands; a model hw_sim refuses by
+design (``refused``) must fail with that one-line error.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from hw_sim import load_graph, profile_model
 from hw_sim.emulate import Emulator
 from hw_sim.emulation_check import compare_with_keras
+from hw_sim.errors import HwSimError
 from tests.independent_count import count_model
 from tests.zoo import HAVE_LARQ_ZOO, ZOO, ZooModel
 
@@ -70,6 +72,13 @@ def _marks(entry: ZooModel, reason: str | None) -> list:
 COUNT_CASES = [
     pytest.param(entry, fmt, id=f"{name}{fmt}", marks=_marks(entry, entry.missing.get(fmt)))
     for name, entry in ZOO.items()
+    if not entry.refused
+    for fmt in entry.formats
+]
+REFUSED_CASES = [
+    pytest.param(entry, fmt, id=f"{name}{fmt}", marks=_marks(entry, None))
+    for name, entry in ZOO.items()
+    if entry.refused
     for fmt in entry.formats
 ]
 EMULATION_CASES = [
@@ -79,18 +88,35 @@ EMULATION_CASES = [
         marks=_marks(entry, entry.missing.get(entry.formats[0]) or entry.emulation_missing),
     )
     for name, entry in ZOO.items()
+    if not entry.refused
 ]
+
+
+def _per_keras_layer(rows: list[dict]) -> dict[str, tuple[int, int]]:
+    """(MACs, weights) per Keras layer: a separable layer's ``<name>/depthwise`` op is its own."""
+    counted: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        name = row["name"].removesuffix("/depthwise")
+        macs, weights = counted.get(name, (0, 0))
+        counted[name] = (macs + row["macs"], weights + row["weights"])
+    return counted
 
 
 @pytest.mark.parametrize(("entry", "fmt"), COUNT_CASES)
 def test_zoo_counts_equal_independent_count(entry: ZooModel, fmt: str, zoo_dir):
     _, oracle, _ = _built(entry, zoo_dir)
     report = profile_model(_graph(entry, fmt, zoo_dir), accelerator="bitwise")
-    counted = {row["name"]: (row["macs"], row["weights"]) for row in report["layers"]}
+    counted = _per_keras_layer(report["layers"])
     assert {n: counted.get(n) for n in oracle} == {
         n: (c.macs, c.kernel_weights) for n, c in oracle.items()
     }
     assert report["total"]["macs"] == sum(c.macs for c in oracle.values()) > 0
+
+
+@pytest.mark.parametrize(("entry", "fmt"), REFUSED_CASES)
+def test_zoo_refusals_are_one_line(entry: ZooModel, fmt: str, zoo_dir):
+    with pytest.raises(HwSimError, match=rf"^[^\n]*{entry.refused}[^\n]*$"):
+        _graph(entry, fmt, zoo_dir)
 
 
 def _decisive(logits: np.ndarray) -> np.ndarray:

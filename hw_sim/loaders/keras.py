@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,8 +23,9 @@ from keras_ternary.contract import activations
 from keras_ternary.contract.errors import ContractError
 from keras_ternary.contract.geometry import output_hw, window_padding
 from keras_ternary.contract.ternary import is_unit_scale, split_kernel
+from keras_ternary.layer_table import QuantizedWeight, kernel_weights
 
-__all__ = ["SUFFIXES", "from_keras_model", "load", "tensor_precision"]
+__all__ = ["SUFFIXES", "from_keras_model", "keras_layer", "load", "tensor_precision", "tf_function"]
 
 SUFFIXES = (".h5", ".hdf5", ".keras")
 
@@ -110,22 +113,6 @@ def load(path: str, safe_mode: bool = True) -> Graph:
     return from_keras_model(model, source=path)
 
 
-def _compute_fields(layer, tf, cfg: dict, in_prec: str) -> dict:
-    """The Op fields a conv2d and a dense share: kernel, quantizers, bias, activation."""
-    weights, wprec, scale = _quantize_kernel(layer, tf)
-    iq = _input_quantizer(getattr(layer, "input_quantizer", None), layer)
-    return {
-        "act_precision": iq.precision if iq else in_prec,
-        "weights": weights,
-        "weight_precision": wprec,
-        "weight_scale": scale,
-        "bias": layer.bias.numpy().astype(np.float32) if cfg.get("use_bias") else None,
-        "kernel_quantizer": _kernel_quantizer(getattr(layer, "kernel_quantizer", None), layer),
-        "input_quantizer": iq,
-        "activation": _activation_name(layer.activation, layer),
-    }
-
-
 def _known_quantizer(q) -> Quantizer | None:
     """Describe a ternary (keras_ternary Ternary, larq SteTern) or sign quantizer as data."""
     cls = type(q).__name__
@@ -174,25 +161,34 @@ def _kernel_quantizer(q, layer) -> Quantizer | None:
     return None  # unknown quantizer: precision is inferred from its output values
 
 
-def _quantize_kernel(layer, tf) -> tuple[np.ndarray, str | None, np.ndarray | None]:
-    """Kernel through the layer's quantizer -> (values, precision, per-channel scale)."""
-    kernel = layer.kernel
+def _quantize_kernel(
+    layer, weight: QuantizedWeight, tf, layout: Callable[[np.ndarray], np.ndarray] | None = None
+) -> tuple[np.ndarray, str | None, np.ndarray | None]:
+    """A kernel through its quantizer -> (values in IR layout, precision, per-channel scale).
+
+    The quantizer sees the kernel in Keras' layout (as the model computes it); ``layout``
+    then rearranges the values into the IR's (a depthwise kernel), before the per-output-
+    channel scale is split off.
+    """
+    kernel = getattr(layer, weight.kernel_attr)
     latent = np.asarray(getattr(kernel, "latent_variable", kernel).numpy(), dtype=np.float32)
-    quantizer = getattr(layer, "kernel_quantizer", None)
+    layout = layout or (lambda k: k)
+    quantizer = getattr(layer, weight.quantizer_attr, None)
     if quantizer is None:
-        return latent, "float32", None
+        return layout(latent), "float32", None
     try:
         q = np.asarray(quantizer(tf.constant(latent)).numpy(), dtype=np.float64)
     except Exception as exc:
         raise HwSimError(
-            f"layer {layer.name!r} ({type(layer).__name__}): applying kernel quantizer "
+            f"layer {layer.name!r} ({type(layer).__name__}): applying {weight.quantizer_attr} "
             f"{type(quantizer).__name__!r} failed ({_first_line(exc)})"
         ) from None
+    q = layout(q)
     split = split_kernel(q)
     if split is None:
         kinds = len(np.unique(np.round(q, 6)))
         raise HwSimError(
-            f"layer {layer.name!r} ({type(layer).__name__}): kernel quantizer "
+            f"layer {layer.name!r} ({type(layer).__name__}): {weight.quantizer_attr} "
             f"{type(quantizer).__name__!r} gives {kinds} levels; hw_sim models ternary and "
             "binary kernels only"
         )
@@ -237,181 +233,446 @@ def _window_padding(
         raise HwSimError(str(exc)) from None
 
 
-def _convert_layer(layer, inputs: list[str], shapes: dict, precisions: dict, tf) -> Op | None:
-    """One Keras layer -> one IR op (``None`` for an identity layer)."""
-    cls = type(layer).__name__
-    cfg = layer.get_config()
-    name = layer.name
-    out_shape = tuple(layer.output_shape[1:]) if hasattr(layer, "output_shape") else None
-    in_shape = shapes[inputs[0]] if inputs else None
-    in_prec = precisions[inputs[0]] if inputs else "float32"
+# ---------------------------------------------------------------------------- converters
+@dataclass
+class _Layer:
+    """What a converter sees of one Keras layer: the layer, its inputs and the graph so far."""
 
-    def unsupported(why: str) -> HwSimError:
-        return HwSimError(f"layer {name!r} ({cls}): {why}")
+    layer: object
+    inputs: list[str]
+    shapes: dict[str, tuple[int, ...]]
+    precisions: dict[str, str]
+    tf: object
+    #: constant keyword arguments of a TFOpLambda call (``axis``, ``shape``, ...)
+    call_kwargs: dict = field(default_factory=dict)
 
-    if len(inputs) != 1 and cls != "Add":
-        raise unsupported(f"expected one input, got {len(inputs)}")
-    if cls in ("Conv2D", "QuantConv2D"):
-        if cfg.get("data_format", "channels_last") != "channels_last":
-            raise unsupported("only channels_last is supported")
-        if _pair(cfg.get("dilation_rate", 1)) != (1, 1) or cfg.get("groups", 1) != 1:
-            raise unsupported("dilated or grouped convolutions are not supported")
-        if len(in_shape) != 3:
-            raise unsupported(f"expected an (H, W, C) input, got shape {in_shape}")
-        fields = _compute_fields(layer, tf, cfg, in_prec)
-        strides = _pair(cfg["strides"])
-        kernel = (int(fields["weights"].shape[0]), int(fields["weights"].shape[1]))
-        padding = _window_padding(cfg["padding"], in_shape, kernel, strides)
-        op = Op(
-            name=name,
-            kind="conv2d",
-            inputs=inputs,
-            output_shape=out_shape,
-            source_type=cls,
-            strides=strides,
-            padding=padding,
-            pad_value=float(cfg.get("pad_values", 0.0)),
-            **fields,
-        )
-        try:
-            expect = output_hw(in_shape[:2], kernel, strides, padding)
-        except ContractError as exc:
-            raise unsupported(str(exc)) from None
-        if expect != tuple(out_shape[:2]):
-            raise unsupported(f"output size {out_shape[:2]} does not match padding rule {expect}")
-        return op
-    if cls in ("Dense", "QuantDense"):
-        if len(in_shape) != 1:
-            raise unsupported(f"dense layers on rank-{len(in_shape)} inputs are not supported")
-        return Op(
-            name=name,
-            kind="dense",
-            inputs=inputs,
-            output_shape=out_shape,
-            source_type=cls,
-            **_compute_fields(layer, tf, cfg, in_prec),
-        )
-    if cls == "BatchNormalization":
-        axis = cfg["axis"]
-        axis = axis[0] if isinstance(axis, list | tuple) and len(axis) == 1 else axis
-        if axis not in (-1, len(in_shape)):
-            raise unsupported(f"batch norm over axis {axis} (only the last axis is supported)")
-        channels = in_shape[-1]
-        gamma = layer.gamma.numpy() if layer.gamma is not None else np.ones(channels)
-        beta = layer.beta.numpy() if layer.beta is not None else np.zeros(channels)
-        return Op(
-            name=name,
-            kind="batchnorm",
-            inputs=inputs,
-            output_shape=out_shape,
-            act_precision=in_prec,
-            source_type=cls,
-            gamma=np.asarray(gamma, np.float32),
-            beta=np.asarray(beta, np.float32),
-            moving_mean=layer.moving_mean.numpy().astype(np.float32),
-            moving_variance=layer.moving_variance.numpy().astype(np.float32),
-            epsilon=float(cfg["epsilon"]),
-        )
-    if cls in ("Activation", "HardTanh", "ReLU"):
-        if cls == "HardTanh":
-            kind = "hard_tanh"
-        elif cls == "ReLU":
-            max_value = cfg.get("max_value")
-            slope = float(cfg.get("negative_slope", 0.0))
-            if slope != 0.0 or float(cfg.get("threshold", 0.0)) != 0.0:
-                raise unsupported("leaky or thresholded ReLU is not supported")
-            if max_value is None:
-                kind = "relu"
-            elif float(max_value) == 6.0:
-                kind = "relu6"
+    def __post_init__(self) -> None:
+        self.cls = type(self.layer).__name__
+        self.cfg = self.layer.get_config()
+        self.name = self.layer.name
+        self.out_shape = tuple(self.layer.output_shape[1:])
+        self.in_shape = self.shapes[self.inputs[0]] if self.inputs else None
+        self.in_prec = self.precisions[self.inputs[0]] if self.inputs else "float32"
+
+    def error(self, why: str) -> HwSimError:
+        """The one-line error naming this layer and its type."""
+        what = self.cls
+        if "function" in self.cfg:  # TFOpLambda / SlicingOpLambda: the TF function too
+            what = f"{self.cls} {self.cfg['function']}"
+        return HwSimError(f"layer {self.name!r} ({what}): {why}")
+
+    def op(self, kind: str, **fields) -> Op:
+        """An op named after the layer, reading its inputs, with the layer's output shape."""
+        fields.setdefault("inputs", self.inputs)
+        fields.setdefault("output_shape", self.out_shape)
+        fields.setdefault("act_precision", self.in_prec)
+        return Op(name=self.name, kind=kind, source_type=self.cls, **fields)
+
+    def same_shapes(self, what: str) -> None:
+        """Refuse inputs of different shapes (no broadcasting)."""
+        if any(self.shapes[n] != self.in_shape for n in self.inputs):
+            shapes = ", ".join(str(self.shapes[n]) for n in self.inputs)
+            raise self.error(f"broadcasting {what} is not supported (input shapes {shapes})")
+
+
+Converted = Op | list[Op] | None
+Converter = Callable[[_Layer], Converted]
+
+_ANY = -1  # number of inputs checked by the converter itself
+
+#: Keras layer class name -> (converter, number of inputs, None: two or more).
+_CONVERTERS: dict[str, tuple[Converter, int | None]] = {}
+#: TF function name of a TFOpLambda / SlicingOpLambda (``config["function"]``) -> converter.
+_TF_FUNCTIONS: dict[str, tuple[Converter, int | None]] = {}
+
+
+def _register(
+    table: dict, names: tuple[str, ...], inputs: int | None
+) -> Callable[[Converter], Converter]:
+    def register(fn: Converter) -> Converter:
+        for name in names:
+            table[name] = (fn, inputs)
+        return fn
+
+    return register
+
+
+def keras_layer(*class_names: str, inputs: int | None = 1) -> Callable[[Converter], Converter]:
+    """Register a converter for Keras layer classes (``inputs=None``: two or more inputs)."""
+    return _register(_CONVERTERS, class_names, inputs)
+
+
+def tf_function(*names: str, inputs: int | None = 1) -> Callable[[Converter], Converter]:
+    """Register a converter for TF functions wrapped in a TFOpLambda layer (``x + y``)."""
+    return _register(_TF_FUNCTIONS, names, inputs)
+
+
+def _check_arity(c: _Layer, inputs: int | None) -> None:
+    if inputs == _ANY:
+        return
+    if inputs is None and len(c.inputs) < 2:
+        constants = {k: v for k, v in c.call_kwargs.items() if k != "name" and v is not None}
+        if constants:
+            raise c.error(f"a constant operand ({constants}) is not supported, only tensors")
+        raise c.error(f"expected two or more inputs, got {len(c.inputs)}")
+    if inputs is not None and len(c.inputs) != inputs:
+        raise c.error(f"expected one input, got {len(c.inputs)}")
+
+
+def _convert_layer(c: _Layer) -> list[Op]:
+    """One Keras layer -> its IR ops (none for an identity layer)."""
+    entry = _CONVERTERS.get(c.cls)
+    if entry is None:
+        raise c.error("this layer type cannot be represented in the hw_sim IR")
+    fn, inputs = entry
+    _check_arity(c, inputs)
+    out = fn(c)
+    return [] if out is None else [out] if isinstance(out, Op) else out
+
+
+@keras_layer("TFOpLambda", "SlicingOpLambda", inputs=_ANY)
+def _tf_op(c: _Layer) -> Converted:
+    entry = _TF_FUNCTIONS.get(c.cfg.get("function"))
+    if entry is None:
+        known = ", ".join(sorted(_TF_FUNCTIONS))
+        raise c.error(f"this TF function cannot be represented in the hw_sim IR (known: {known})")
+    fn, inputs = entry
+    _check_arity(c, inputs)
+    return fn(c)
+
+
+# --- compute layers
+def _window(c: _Layer, kernel: tuple[int, int]) -> dict:
+    """strides, explicit padding and pad value of a 2-D convolution, checked against Keras."""
+    if c.cfg.get("data_format", "channels_last") != "channels_last":
+        raise c.error("only channels_last is supported")
+    if _pair(c.cfg.get("dilation_rate", 1)) != (1, 1):
+        raise c.error("dilated convolutions are not supported")
+    if len(c.in_shape) != 3:
+        raise c.error(f"expected an (H, W, C) input, got shape {c.in_shape}")
+    strides = _pair(c.cfg["strides"])
+    padding = _window_padding(c.cfg["padding"], c.in_shape, kernel, strides)
+    try:
+        expect = output_hw(c.in_shape[:2], kernel, strides, padding)
+    except ContractError as exc:
+        raise c.error(str(exc)) from None
+    if expect != tuple(c.out_shape[:2]):
+        raise c.error(f"output size {c.out_shape[:2]} does not match padding rule {expect}")
+    return {
+        "strides": strides,
+        "padding": padding,
+        "pad_value": float(c.cfg.get("pad_values", 0.0)),
+    }
+
+
+def _compute_fields(
+    c: _Layer,
+    weight: QuantizedWeight,
+    in_prec: str,
+    layout: Callable[[np.ndarray], np.ndarray] | None = None,
+    first: bool = True,
+    last: bool = True,
+) -> dict:
+    """Kernel, quantizers, bias, activation of a conv2d / dense op.
+
+    A layer computed as two ops (separable) has its input quantizer on the ``first`` and its
+    bias and activation on the ``last``.
+    """
+    layer = c.layer
+    weights, wprec, scale = _quantize_kernel(layer, weight, c.tf, layout)
+    iq = _input_quantizer(getattr(layer, "input_quantizer", None), layer) if first else None
+    use_bias = last and c.cfg.get("use_bias")
+    return {
+        "act_precision": iq.precision if iq else in_prec,
+        "weights": weights,
+        "weight_precision": wprec,
+        "weight_scale": scale,
+        "bias": layer.bias.numpy().astype(np.float32) if use_bias else None,
+        "kernel_quantizer": _kernel_quantizer(getattr(layer, weight.quantizer_attr, None), layer),
+        "input_quantizer": iq,
+        "activation": _activation_name(layer.activation, layer) if last else "linear",
+    }
+
+
+def _depthwise_layout(kernel: np.ndarray) -> np.ndarray:
+    """Keras' depthwise kernel ``(kh, kw, c_in, m)`` -> IR ``(kh, kw, 1, c_in·m)``.
+
+    Output channel ``c·m + j`` reads input channel ``c``: TensorFlow's order.
+    """
+    return kernel.reshape(kernel.shape[0], kernel.shape[1], 1, -1)
+
+
+@keras_layer("Conv2D", "QuantConv2D")
+def _conv2d(c: _Layer) -> Op:
+    (weight,) = kernel_weights(c.layer)
+    fields = _compute_fields(c, weight, c.in_prec)
+    window = _window(c, fields["weights"].shape[:2])
+    return c.op("conv2d", groups=int(c.cfg.get("groups", 1)), **window, **fields)
+
+
+@keras_layer("DepthwiseConv2D", "QuantDepthwiseConv2D")
+def _depthwise_conv2d(c: _Layer) -> Op:
+    (weight,) = kernel_weights(c.layer)
+    fields = _compute_fields(c, weight, c.in_prec, _depthwise_layout)
+    window = _window(c, fields["weights"].shape[:2])
+    return c.op("conv2d", groups=int(c.in_shape[-1]), **window, **fields)
+
+
+@keras_layer("SeparableConv2D", "QuantSeparableConv2D")
+def _separable_conv2d(c: _Layer) -> list[Op]:
+    """``<name>/depthwise`` (grouped, no bias, linear), then the 1×1 ``<name>``."""
+    depthwise_weight, pointwise_weight = kernel_weights(c.layer)
+    fields = _compute_fields(c, depthwise_weight, c.in_prec, _depthwise_layout, last=False)
+    window = _window(c, fields["weights"].shape[:2])
+    depthwise = c.op(
+        "conv2d",
+        output_shape=(*c.out_shape[:2], fields["weights"].shape[-1]),
+        groups=int(c.in_shape[-1]),
+        **window,
+        **fields,
+    )
+    depthwise.name = f"{c.name}/depthwise"
+    depthwise.out_precision = tensor_precision(depthwise, c.inputs, c.precisions)
+    fields = _compute_fields(c, pointwise_weight, depthwise.out_precision, first=False)
+    return [depthwise, c.op("conv2d", inputs=[depthwise.name], **fields)]
+
+
+@keras_layer("Dense", "QuantDense")
+def _dense(c: _Layer) -> Op:
+    if len(c.in_shape) != 1:
+        raise c.error(f"dense layers on rank-{len(c.in_shape)} inputs are not supported")
+    (weight,) = kernel_weights(c.layer)
+    return c.op("dense", **_compute_fields(c, weight, c.in_prec))
+
+
+# --- normalization, activations
+@keras_layer("BatchNormalization")
+def _batchnorm(c: _Layer) -> Op:
+    axis = c.cfg["axis"]
+    axis = axis[0] if isinstance(axis, list | tuple) and len(axis) == 1 else axis
+    if axis not in (-1, len(c.in_shape)):
+        raise c.error(f"batch norm over axis {axis} (only the last axis is supported)")
+    layer, channels = c.layer, c.in_shape[-1]
+    gamma = layer.gamma.numpy() if layer.gamma is not None else np.ones(channels)
+    beta = layer.beta.numpy() if layer.beta is not None else np.zeros(channels)
+    return c.op(
+        "batchnorm",
+        gamma=np.asarray(gamma, np.float32),
+        beta=np.asarray(beta, np.float32),
+        moving_mean=layer.moving_mean.numpy().astype(np.float32),
+        moving_variance=layer.moving_variance.numpy().astype(np.float32),
+        epsilon=float(c.cfg["epsilon"]),
+    )
+
+
+@keras_layer("Activation")
+def _activation(c: _Layer) -> Op:
+    return c.op("activation", activation=_activation_name(c.layer.activation, c.layer))
+
+
+@keras_layer("HardTanh")
+def _hard_tanh(c: _Layer) -> Op:
+    return c.op("activation", activation="hard_tanh")
+
+
+@keras_layer("Softmax")
+def _softmax(c: _Layer) -> Op:
+    axis = c.cfg.get("axis", -1)
+    if axis not in (-1, [-1], len(c.in_shape), [len(c.in_shape)]):
+        raise c.error(f"softmax over axis {axis} (only the last axis is supported)")
+    return c.op("activation", activation="softmax")
+
+
+@keras_layer("ReLU")
+def _relu(c: _Layer) -> Op:
+    """ReLU, ReLU6 (``max_value=6``) or a leaky ReLU (``negative_slope``: a prelu op)."""
+    max_value = c.cfg.get("max_value")
+    slope = float(c.cfg.get("negative_slope", 0.0) or 0.0)
+    if float(c.cfg.get("threshold", 0.0) or 0.0) != 0.0:
+        raise c.error("thresholded ReLU is not supported")
+    if slope != 0.0:
+        if max_value is not None:
+            raise c.error("a leaky ReLU with max_value is not supported")
+        return c.op("prelu", extra={"alpha": slope})
+    if max_value is None:
+        return c.op("activation", activation="relu")
+    if float(max_value) == 6.0:
+        return c.op("activation", activation="relu6")
+    raise c.error(f"ReLU with max_value={max_value} is not supported")
+
+
+@keras_layer("LeakyReLU")
+def _leaky_relu(c: _Layer) -> Op:
+    alpha = c.cfg.get("alpha", c.cfg.get("negative_slope"))
+    return c.op("prelu", extra={"alpha": float(alpha)})
+
+
+@keras_layer("PReLU")
+def _prelu(c: _Layer) -> Op:
+    """Learned slopes; ``shared_axes`` are size-1 axes of alpha, broadcast over the input."""
+    alpha = np.asarray(c.layer.alpha.numpy(), np.float32)
+    return c.op("prelu", extra={"alpha": alpha})
+
+
+def _tf_activation(kind: str) -> Converter:
+    def convert(c: _Layer) -> Op:
+        return c.op("activation", activation=kind)
+
+    return convert
+
+
+for _name, _kind in {
+    "nn.relu": "relu",
+    "nn.relu6": "relu6",
+    "math.sigmoid": "sigmoid",
+    "nn.sigmoid": "sigmoid",
+    "math.tanh": "tanh",
+    "nn.tanh": "tanh",
+}.items():
+    tf_function(_name)(_tf_activation(_kind))
+
+
+# --- merges
+def _merge(kind: str, exactly: int | None = None) -> Converter:
+    def convert(c: _Layer) -> Op:
+        if exactly is not None and len(c.inputs) != exactly:
+            raise c.error(f"expected {exactly} inputs, got {len(c.inputs)}")
+        c.same_shapes(kind)
+        return c.op(kind)
+
+    return convert
+
+
+keras_layer("Add", inputs=None)(_merge("add"))
+keras_layer("Multiply", inputs=None)(_merge("multiply", 2))
+keras_layer("Subtract", inputs=None)(_merge("subtract", 2))
+tf_function("__operators__.add", "math.add", inputs=None)(_merge("add", 2))
+tf_function("math.multiply", "__operators__.mul", inputs=None)(_merge("multiply", 2))
+tf_function("math.subtract", "__operators__.sub", inputs=None)(_merge("subtract", 2))
+
+
+def _concat(c: _Layer, axis) -> Op:
+    rank = len(c.in_shape)
+    if axis not in (-1, rank):
+        raise c.error(f"concatenation along axis {axis} (only the channel axis is supported)")
+    if any(self_shape[:-1] != c.in_shape[:-1] for self_shape in map(c.shapes.get, c.inputs)):
+        raise c.error("inputs differ in more than the channel axis")
+    return c.op("concat")
+
+
+@keras_layer("Concatenate", inputs=None)
+def _concatenate(c: _Layer) -> Op:
+    return _concat(c, c.cfg.get("axis", -1))
+
+
+@tf_function("concat", inputs=None)
+def _tf_concat(c: _Layer) -> Op:
+    return _concat(c, c.call_kwargs.get("axis", 0))
+
+
+# --- shapes, pooling, padding
+@keras_layer("Reshape")
+@tf_function("reshape")
+def _reshape(c: _Layer) -> Op:
+    return c.op("reshape")
+
+
+@keras_layer("Flatten")
+def _flatten(c: _Layer) -> Op:
+    return c.op("flatten")
+
+
+@keras_layer("ZeroPadding2D")
+def _zero_padding(c: _Layer) -> Op:
+    if c.cfg.get("data_format", "channels_last") not in (None, "channels_last"):
+        raise c.error("only channels_last is supported")
+    (top, bottom), (left, right) = c.cfg["padding"]
+    return c.op("pad", padding=(int(top), int(bottom), int(left), int(right)), pad_value=0.0)
+
+
+@keras_layer("MaxPooling2D", "AveragePooling2D")
+def _pool(c: _Layer) -> Op:
+    if c.cfg.get("data_format", "channels_last") != "channels_last":
+        raise c.error("only channels_last is supported")
+    pool = _pair(c.cfg["pool_size"])
+    strides = _pair(c.cfg["strides"] or c.cfg["pool_size"])
+    average = c.cls == "AveragePooling2D"
+    return c.op(
+        "avgpool" if average else "maxpool",
+        pool_size=pool,
+        strides=strides,
+        padding=_window_padding(c.cfg["padding"], c.in_shape, pool, strides),
+        # TensorFlow's average pooling divides by the number of non-padded elements
+        extra={"count_include_pad": False} if average else {},
+    )
+
+
+@keras_layer("GlobalAveragePooling2D", "GlobalMaxPooling2D")
+def _global_pool(c: _Layer) -> Op:
+    if c.cfg.get("keepdims", False) or c.cfg.get("data_format") not in (None, "channels_last"):
+        raise c.error("only channels_last global pooling without keepdims is supported")
+    return c.op("global_avgpool" if c.cls == "GlobalAveragePooling2D" else "global_maxpool")
+
+
+@keras_layer(*_IDENTITY_LAYERS)
+def _identity(c: _Layer) -> None:
+    return None
+
+
+# ---------------------------------------------------------------------------- topology
+def _is_tensor_ref(value) -> bool:
+    """``[layer name, node index, tensor index(, kwargs)]`` of a Keras 2 inbound node."""
+    return (
+        isinstance(value, list | tuple)
+        and len(value) in (3, 4)
+        and isinstance(value[0], str)
+        and all(isinstance(i, int) for i in value[1:3])
+    )
+
+
+def _inbound(entry: dict) -> tuple[list[str], dict]:
+    """Input tensor names and constant call arguments of one layer's (only) inbound node.
+
+    Keras 2 writes a node as a list of ``[name, node, tensor, kwargs]`` refs; a TFOpLambda
+    called on one tensor as that single ref, its other tensor operands (``y`` of ``x + y``)
+    as refs in ``kwargs`` and its constants (``axis``, ``shape``, ``y=1.0``) as values.
+    """
+
+    def fail(why: str) -> HwSimError:
+        return HwSimError(f"layer {entry['name']!r} ({entry['class_name']}): {why}")
+
+    nodes = entry.get("inbound_nodes") or []
+    if len(nodes) > 1:
+        raise fail("shared layers (called more than once) are not supported")
+    if not nodes:
+        return [], {}
+    node = nodes[0]
+    refs = [node] if _is_tensor_ref(node) else node
+    inputs: list[str] = []
+    kwargs: dict = {}
+
+    def add(ref) -> None:
+        if int(ref[2]) != 0:
+            raise fail(f"reads output {ref[2]} of layer {ref[0]!r} (multi-output layers)")
+        inputs.append(ref[0])
+
+    for ref in refs if isinstance(refs, list | tuple) else [refs]:
+        if not _is_tensor_ref(ref):
+            raise fail("unsupported inbound node format")
+        add(ref)
+        extra = ref[3] if len(ref) == 4 else {}
+        for key, value in (extra or {}).items():
+            if _is_tensor_ref(value):
+                add(value)
             else:
-                raise unsupported(f"ReLU with max_value={max_value} is not supported")
-        else:
-            kind = _activation_name(layer.activation, layer)
-        return Op(
-            name=name,
-            kind="activation",
-            inputs=inputs,
-            output_shape=out_shape,
-            act_precision=in_prec,
-            source_type=cls,
-            activation=kind,
-        )
-    if cls == "Add":
-        if len(inputs) < 2:
-            raise unsupported("an Add needs at least two inputs")
-        if any(shapes[n] != shapes[inputs[0]] for n in inputs):
-            raise unsupported("broadcasting Add is not supported")
-        return Op(
-            name=name,
-            kind="add",
-            inputs=inputs,
-            output_shape=out_shape,
-            act_precision=in_prec,
-            source_type=cls,
-        )
-    if cls in ("MaxPooling2D", "AveragePooling2D"):
-        if cfg.get("data_format", "channels_last") != "channels_last":
-            raise unsupported("only channels_last is supported")
-        pool = _pair(cfg["pool_size"])
-        strides = _pair(cfg["strides"] or cfg["pool_size"])
-        return Op(
-            name=name,
-            kind="maxpool" if cls == "MaxPooling2D" else "avgpool",
-            inputs=inputs,
-            output_shape=out_shape,
-            act_precision=in_prec,
-            source_type=cls,
-            pool_size=pool,
-            strides=strides,
-            padding=_window_padding(cfg["padding"], in_shape, pool, strides),
-            # TensorFlow's average pooling divides by the number of non-padded elements
-            extra={"count_include_pad": False} if cls == "AveragePooling2D" else {},
-        )
-    if cls in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
-        if cfg.get("keepdims", False) or cfg.get("data_format") not in (None, "channels_last"):
-            raise unsupported("only channels_last global pooling without keepdims is supported")
-        return Op(
-            name=name,
-            kind="global_avgpool" if cls == "GlobalAveragePooling2D" else "global_maxpool",
-            inputs=inputs,
-            output_shape=out_shape,
-            act_precision=in_prec,
-            source_type=cls,
-        )
-    if cls == "Flatten":
-        return Op(
-            name=name,
-            kind="flatten",
-            inputs=inputs,
-            output_shape=out_shape,
-            act_precision=in_prec,
-            source_type=cls,
-        )
-    if cls in _IDENTITY_LAYERS:
-        return None
-    raise unsupported("this layer type cannot be represented in the hw_sim IR")
+                kwargs[key] = value
+    return inputs, kwargs
 
 
-def _functional_topology(model) -> list[tuple[object, list[str]]]:
-    """(layer, input tensor names) in the model's topological order."""
-    config = model.get_config()
+def _functional_topology(model) -> list[tuple[object, list[str], dict]]:
+    """(layer, input tensor names, constant call arguments) in the model's topological order."""
     by_name = {layer.name: layer for layer in model.layers}
-    order = []
-    for entry in config["layers"]:
-        nodes = entry.get("inbound_nodes") or []
-        if len(nodes) > 1:
-            raise HwSimError(
-                f"layer {entry['name']!r} ({entry['class_name']}): shared layers (called more "
-                "than once) are not supported"
-            )
-        inputs = []
-        for ref in nodes[0] if nodes else []:
-            if isinstance(ref, dict) or int(ref[2]) != 0:
-                raise HwSimError(f"layer {entry['name']!r}: unsupported inbound node format")
-            inputs.append(ref[0])
-        order.append((by_name[entry["name"]], inputs))
-    return order
+    return [(by_name[entry["name"]], *_inbound(entry)) for entry in model.get_config()["layers"]]
 
 
 def from_keras_model(model, source: str = "") -> Graph:
@@ -421,7 +682,7 @@ def from_keras_model(model, source: str = "") -> Graph:
         ops = [Op("input", "input", [], tuple(model.input_shape[1:]), source_type="InputLayer")]
         topo, previous = [], "input"
         for layer in model.layers:
-            topo.append((layer, [previous]))
+            topo.append((layer, [previous], {}))
             previous = layer.name
         outputs = [previous]
     else:
@@ -430,7 +691,7 @@ def from_keras_model(model, source: str = "") -> Graph:
     alias: dict[str, str] = {}
     shapes = {op.name: op.output_shape for op in ops}
     precisions = {op.name: "float32" for op in ops}
-    for layer, raw_inputs in topo:
+    for layer, raw_inputs, call_kwargs in topo:
         if isinstance(layer, tf.keras.Model):
             raise HwSimError(f"layer {layer.name!r} is a nested model; flatten it first")
         inputs = [alias.get(n, n) for n in raw_inputs]
@@ -438,16 +699,21 @@ def from_keras_model(model, source: str = "") -> Graph:
             shape = layer.get_config()["batch_input_shape"][1:]
             if any(d is None for d in shape):
                 raise HwSimError(f"input {layer.name!r} has an unknown dimension: {shape}")
-            op = Op(layer.name, "input", [], tuple(shape), source_type="InputLayer")
+            new = [Op(layer.name, "input", [], tuple(shape), source_type="InputLayer")]
         else:
-            op = _convert_layer(layer, inputs, shapes, precisions, tf)
-            if op is None:
-                alias[layer.name] = inputs[0]
-                continue
-            op.out_precision = tensor_precision(op, inputs, precisions)
-        ops.append(op)
-        shapes[op.name] = op.output_shape
-        precisions[op.name] = op.out_precision
+            new = _convert_layer(_Layer(layer, inputs, shapes, precisions, tf, call_kwargs))
+            for op in new:
+                op.out_precision = tensor_precision(op, op.inputs, precisions)
+                precisions[op.name] = op.out_precision
+        if not new:
+            alias[layer.name] = inputs[0]
+            continue
+        for op in new:
+            ops.append(op)
+            shapes[op.name] = op.output_shape
+            precisions[op.name] = op.out_precision
+        if new[-1].name != layer.name:
+            alias[layer.name] = new[-1].name
     graph = Graph(
         name=model.name,
         ops=ops,
