@@ -53,11 +53,17 @@ LAYER_WEIGHTS: dict[str, tuple[QuantizedWeight, ...]] = {
 
 
 def kernel_weights(layer: object) -> tuple[QuantizedWeight, ...]:
-    """The kernels of ``layer`` per :data:`LAYER_WEIGHTS` (empty for a layer without one)."""
+    """The kernels of ``layer`` per :data:`LAYER_WEIGHTS` (empty for a layer without one).
+
+    A layer of no class in the table that follows larq's convention (a ``kernel`` and a
+    ``kernel_quantizer`` attribute, e.g. a user's own quantized layer) has that one kernel.
+    """
     for cls in type(layer).__mro__:
         found = LAYER_WEIGHTS.get(cls.__name__)
         if found is not None:
             return found
+    if hasattr(layer, "kernel") and hasattr(layer, "kernel_quantizer"):
+        return _KERNEL
     return ()
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_ternary import DeltaGrowth, Ternary
+from keras_ternary import DeltaGrowth, Ternary, layer_table
 from keras_ternary.callbacks import find_ternary_quantizers
 from keras_ternary.layer_table import LAYER_WEIGHTS, kernel_weights
 from keras_ternary.stats import quantized_kernels, ternary_stats
@@ -70,3 +70,14 @@ def test_delta_growth_drives_depthwise_quantizers():
     )
     assert float(model.get_layer("dw").depthwise_quantizer.delta) == pytest.approx(0.3)
     assert len(history.history["sparsity"]) == 2
+
+
+def test_a_layer_outside_the_table_with_larq_attributes_has_its_kernel():
+    class Custom:  # neither a Keras nor a larq class: found by larq's attribute names
+        kernel = "k"
+        kernel_quantizer = "q"
+
+    assert [(w.kernel_attr, k, q) for w, k, q in layer_table.quantized_weights(Custom())] == [
+        ("kernel", "k", "q")
+    ]
+    assert layer_table.kernel_weights(object()) == ()
