@@ -19,6 +19,7 @@ import numpy as np
 from hw_sim.accelerators import ACCELERATORS
 from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph
+from hw_sim.technology import OTHER_PRECISIONS
 from keras_ternary.cliutil import Parser, add_import_argument, import_modules, run_guarded
 from keras_ternary.fileio import WriteError, atomic_write, check_not_input
 
@@ -49,6 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="YAML or JSON file overriding entries of the technology table "
         "(default table: hw_sim/tech/horowitz45.yaml, Horowitz ISSCC 2014, 45 nm)",
+    )
+    parser.add_argument(
+        "--other-precision",
+        choices=OTHER_PRECISIONS,
+        help="precision at which every accelerator and every baseline runs the layers whose "
+        "kernel is not ternary/binary (e.g. a float first/last layer) and stores float "
+        "tensors and weights (default: the technology table's other_precision, int8; "
+        "float32 gives the counts of hw_sim before this option)",
     )
     parser.add_argument(
         "--format",
@@ -253,13 +262,16 @@ def run(args: argparse.Namespace) -> int:
             _check_not_input(path, args)
     from hw_sim.analysis import profile_model, to_graph
     from hw_sim.tables import to_csv, to_json, to_table
+    from hw_sim.technology import load_tech
+
+    tech = load_tech(args.tech).with_other_precision(args.other_precision)
 
     tflite = args.model.lower().endswith(".tflite") and not args.imports  # no TensorFlow
     with contextlib.nullcontext() if tflite else _quiet_native_stderr(args.imports):
         graph = to_graph(args.model, safe_mode=not args.unsafe_load)
-        result = profile_model(graph, accelerator=args.accelerator, tech=args.tech)
+        result = profile_model(graph, accelerator=args.accelerator, tech=tech)
     if args.emulate is not None:
-        result["emulation"] = emulation_from_args(args, graph, args.model, tech=args.tech)
+        result["emulation"] = emulation_from_args(args, graph, args.model, tech=tech)
     text = {"table": to_table, "json": to_json, "csv": to_csv}[args.format](result)
     if args.plot:
         from hw_sim.plot import plot_energy

@@ -13,7 +13,8 @@ and pulse:
   (``adc_conversion`` = adc_fom · 2^adc_bits) and shift-added into the output (int32 add).
 
 Reported: arrays, row/column tiles, utilisation = K·C_out·cells / (arrays·rows·cols).
-Float kernels are not mapped to crossbars: they fall back to digital fp32 MACs.
+Float kernels are not mapped to crossbars: they fall back to digital MACs at
+the table's ``other_precision`` (int8 by default).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class CimModel(CountingModel):
         return tech.action_pj(action)
 
     def count_compute(self, op: Op, graph: Graph, tech: Tech) -> LayerCount:
-        fallback = float_kernel_fallback(op, tech.buffer.pe_cols, unit="digital fp32 MAC")
+        fallback = float_kernel_fallback(op, tech, where="digital ")
         if fallback is not None:
             return fallback
         lc = LayerCount()
