@@ -25,6 +25,7 @@ __all__ = [
     "count_sparse_adds",
     "fetch_groups",
     "float_kernel_fallback",
+    "float_layer_precision",
 ]
 
 #: Energy components of every layer.
@@ -162,6 +163,12 @@ def count_fp32_macs(op: Op, lc: LayerCount) -> None:
     count_macs(op, lc, "float32")
 
 
+def float_layer_precision(op: Op, tech: Tech) -> str:
+    """MAC precision of a layer whose kernel is not ternary/binary: ``other_precision``,
+    but an int8 kernel always int8 (a key of ``MAC_ACTIONS``)."""
+    return "int8" if "int8" in (op.weight_precision, tech.other_precision) else "float32"
+
+
 def float_kernel_fallback(op: Op, tech: Tech, where: str = "") -> LayerCount | None:
     """The counts of a layer whose kernel is not ternary/binary, else None.
 
@@ -172,8 +179,7 @@ def float_kernel_fallback(op: Op, tech: Tech, where: str = "") -> LayerCount | N
     """
     if op.weight_precision in ("ternary", "binary"):
         return None
-    int8 = "int8" in (op.weight_precision, tech.other_precision)
-    precision = "int8" if int8 else "float32"
+    precision = float_layer_precision(op, tech)
     lc = LayerCount(mode=f"fallback: {where}{precision} MAC ({op.weight_precision} kernel)")
     count_macs(op, lc, precision)
     lc.details.update(act_fetch_groups=fetch_groups(op, tech.buffer.pe_cols))
