@@ -1,4 +1,4 @@
-"""``python -m hw_sim MODEL [--accelerator ...] [--tech FILE] [--format ...] [--emulate N ...]``.
+"""``python -m hw_sim MODEL [--accelerator ...] [--tech FILE] [--import MODULE] [--emulate N ...]``.
 
 The command line of hw_sim (also ``python -m hw_sim.profile``): :func:`add_arguments` and
 :func:`run` follow the convention of :mod:`keras_ternary.cliutil`. Bad input (missing or
@@ -19,7 +19,8 @@ import numpy as np
 from hw_sim.accelerators import ACCELERATORS
 from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph
-from keras_ternary.cliutil import Parser, run_guarded
+from hw_sim.technology import OTHER_PRECISIONS
+from keras_ternary.cliutil import Parser, add_import_argument, import_modules, run_guarded
 from keras_ternary.fileio import WriteError, atomic_write, check_not_input
 
 __all__ = ["add_arguments", "emulation_from_args", "load_inputs", "main", "run"]
@@ -51,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default table: hw_sim/tech/horowitz45.yaml, Horowitz ISSCC 2014, 45 nm)",
     )
     parser.add_argument(
+        "--other-precision",
+        choices=OTHER_PRECISIONS,
+        help="precision at which every accelerator and every baseline runs the layers whose "
+        "kernel is not ternary/binary (e.g. a float first/last layer) and stores float "
+        "tensors and weights (default: the technology table's other_precision, int8; "
+        "float32 gives the counts of hw_sim before this option)",
+    )
+    parser.add_argument(
         "--format",
         default="table",
         choices=FORMATS,
@@ -66,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="allow the model to hold Python code (a Lambda layer), which loading runs; by "
         "default such a model is refused (Keras' safe_mode, applied to .h5 too)",
     )
+    add_import_argument(parser)
     _add_emulation_arguments(parser)
 
 
@@ -219,7 +229,7 @@ def _check_not_input(path: str, args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr():
+def _quiet_native_stderr(imports=()):
     """Drop TensorFlow's native start-up lines while a model loads; keep any other output.
 
     See :mod:`keras_ternary.tflog` (``KERAS_TERNARY_TF_LOG=1`` or ``HW_SIM_DEBUG=1`` show
@@ -229,6 +239,7 @@ def _quiet_native_stderr():
         from keras_ternary import _register_with_keras
 
         _register_with_keras()
+        import_modules(imports)
         yield
         return
     from keras_ternary import _register_with_keras
@@ -237,6 +248,7 @@ def _quiet_native_stderr():
     quiet_entry_point()
     with filtered_stderr():
         _register_with_keras()  # registers our classes with Keras (keras_ternary/__init__.py)
+        import_modules(imports)  # --import: other packages' custom objects (e.g. larq_zoo)
         yield
 
 
@@ -250,13 +262,16 @@ def run(args: argparse.Namespace) -> int:
             _check_not_input(path, args)
     from hw_sim.analysis import profile_model, to_graph
     from hw_sim.tables import to_csv, to_json, to_table
+    from hw_sim.technology import load_tech
 
-    tflite = args.model.lower().endswith(".tflite")  # read without TensorFlow
-    with contextlib.nullcontext() if tflite else _quiet_native_stderr():
+    tech = load_tech(args.tech).with_other_precision(args.other_precision)
+
+    tflite = args.model.lower().endswith(".tflite") and not args.imports  # no TensorFlow
+    with contextlib.nullcontext() if tflite else _quiet_native_stderr(args.imports):
         graph = to_graph(args.model, safe_mode=not args.unsafe_load)
-        result = profile_model(graph, accelerator=args.accelerator, tech=args.tech)
+        result = profile_model(graph, accelerator=args.accelerator, tech=tech)
     if args.emulate is not None:
-        result["emulation"] = emulation_from_args(args, graph, args.model, tech=args.tech)
+        result["emulation"] = emulation_from_args(args, graph, args.model, tech=tech)
     text = {"table": to_table, "json": to_json, "csv": to_csv}[args.format](result)
     if args.plot:
         from hw_sim.plot import plot_energy

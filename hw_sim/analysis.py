@@ -43,6 +43,7 @@ def _plain(value):
 
 def analyze(graph: Graph, model: CountingModel, tech: Tech) -> dict:
     """Count every op of ``graph`` under ``model``; return per-layer rows and totals."""
+    model = model.for_tech(tech)  # its other_precision (float layers and tensors)
     readers = consumer_map(graph)
     storage = tensor_storage_bits(graph, model, readers)
     fused = fused_tensors(graph, readers, tech.buffer.fuse_elementwise)

@@ -21,8 +21,12 @@ from hw_sim.ir import Graph
 __all__ = ["compare_with_keras", "emulation_report"]
 
 
-def _measured_actions(op, counts: dict) -> dict[str, float]:
-    """Compute actions actually executed by one layer (totals over the images)."""
+def _measured_actions(op, counts: dict, tech) -> dict[str, float]:
+    """Compute actions actually executed by one layer (totals over the images).
+
+    A float-kernel layer's MACs are priced like the analytic count (``float_kernel_fallback``:
+    at the table's ``other_precision``, an int8 kernel at int8).
+    """
     from hw_sim.accelerators.bitwise import SHARED_OPS, WORD_OPS
 
     actions: dict[str, float] = {}
@@ -48,8 +52,11 @@ def _measured_actions(op, counts: dict) -> dict[str, float]:
             counts["adds_executed"],
         )
     else:
-        add("fp32_mult", counts["macs"])
-        add("fp32_add", counts["macs"])
+        from hw_sim.accelerators.common import float_layer_precision
+        from hw_sim.technology import MAC_ACTIONS
+
+        for action in MAC_ACTIONS[float_layer_precision(op, tech)]:
+            add(action, counts["macs"])
     add("int32_add", counts.get("threshold_compares", 0))  # a comparison is a subtraction
     return actions
 
@@ -69,7 +76,7 @@ def emulation_report(graph: Graph, result, tech=None) -> dict:
         kernel = c["kernel"]
         model = ACCELERATORS["zeroskip" if kernel == "addsub" else "bitwise"]
         lc = model.count_compute(op, graph, tech)
-        measured_actions = {a: v / n for a, v in _measured_actions(op, c).items()}
+        measured_actions = {a: v / n for a, v in _measured_actions(op, c, tech).items()}
         row = {
             "name": op.name,
             "kernel": kernel,
@@ -137,13 +144,31 @@ def _keras_model(model, safe_mode: bool = True):
     return model
 
 
+def _pre_activation_output(layer, tf):
+    """The output of ``layer`` before its fused activation (``activation="relu"`` etc.).
+
+    The accumulators are pre-activation values; for a layer with a fused activation the
+    comparison reads a twin of the layer with ``activation="linear"`` and the same weights,
+    applied to the same input.
+    """
+    activation = getattr(layer, "activation", None)
+    if activation is None or tf.keras.activations.serialize(activation) == "linear":
+        return layer.output
+    config = {**layer.get_config(), "activation": "linear", "name": f"{layer.name}_pre_act"}
+    twin = type(layer).from_config(config)
+    output = twin(layer.input)
+    twin.set_weights(layer.get_weights())
+    return output
+
+
 def compare_with_keras(
     model, emulator, x: np.ndarray, batch_size: int = 64, progress=False, safe_mode: bool = True
 ):
     """Run Keras and the emulator on ``x``; return ``(agreement dict, EmulationResult)``.
 
-    A layer's accumulators are compared when they are integers: the Keras output minus
-    its bias must equal them exactly (a channel scale is divided out first).
+    A layer's accumulators are compared when they are integers: the Keras output before the
+    layer's fused activation, minus its bias, must equal them exactly (a channel scale is
+    divided out first).
     """
     keras = _keras_model(model, safe_mode)
     graph = emulator.graph
@@ -151,7 +176,8 @@ def compare_with_keras(
     import tensorflow as tf
 
     probe = tf.keras.Model(
-        keras.inputs, [keras.get_layer(n).output for n in names] + [keras.output]
+        keras.inputs,
+        [_pre_activation_output(keras.get_layer(n), tf) for n in names] + [keras.output],
     )
     stats = {n: {"values": 0, "mismatches": 0} for n in names}
     logits: list[np.ndarray] = []

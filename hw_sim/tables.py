@@ -8,7 +8,14 @@ import json
 
 from hw_sim.accelerators import COMPONENTS
 
-__all__ = ["compare_accelerators", "reports_of", "to_csv", "to_json", "to_table"]
+__all__ = [
+    "compare_accelerators",
+    "other_precision_note",
+    "reports_of",
+    "to_csv",
+    "to_json",
+    "to_table",
+]
 
 _CSV_FIELDS = (
     "name",
@@ -136,6 +143,7 @@ def to_table(result: dict) -> str:
     out = []
     for rep in reports_of(result).values():
         out.append(f"model {rep['model']}  accelerator {rep['title']}  tech {rep['tech']['name']}")
+        out.append(other_precision_note(rep["tech"]))
         head = [
             "layer",
             "op",
@@ -221,6 +229,15 @@ def to_table(result: dict) -> str:
     if result.get("emulation"):
         out.append(emulation_table(result["emulation"]))
     return "\n".join(out)
+
+
+def other_precision_note(tech: dict) -> str:
+    """The header line stating the table's ``other_precision`` (see docs/hw_sim.md)."""
+    precision = tech.get("other_precision", "float32")
+    return (
+        f"float-kernel layers and float tensors: {precision} in every model (accelerators "
+        "and baselines alike; --other-precision)"
+    )
 
 
 def _fallback_notes(rep: dict) -> list[str]:

@@ -12,6 +12,7 @@ The table knows no accelerator: each accelerator model reads its own section
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -23,12 +24,22 @@ import yaml
 
 from hw_sim.errors import HwSimError
 
-__all__ = ["DEFAULT_TECH", "BufferModel", "Tech", "load_tech"]
+__all__ = ["DEFAULT_TECH", "MAC_ACTIONS", "OTHER_PRECISIONS", "BufferModel", "Tech", "load_tech"]
 
 T = TypeVar("T")
 
 DEFAULT_TECH = Path(__file__).with_name("tech") / "horowitz45.yaml"
 _STORAGE = ("packed", "entropy")
+
+#: Precision of a dense multiply-accumulate -> (multiply action, accumulate action).
+MAC_ACTIONS: dict[str, tuple[str, str]] = {
+    "int8": ("int8_mult", "int32_add"),
+    "float32": ("fp32_mult", "fp32_add"),
+}
+
+#: Values of ``other_precision``: how every model (accelerators and baselines) runs the
+#: layers with float kernels and stores float tensors.
+OTHER_PRECISIONS = tuple(MAC_ACTIONS)
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,21 @@ class Tech:
     buffer: BufferModel
     accelerators: dict[str, dict]  # section name -> the accelerator's parameters, as written
     raw: dict
+    other_precision: str = "int8"  # float-kernel layers and float tensors (OTHER_PRECISIONS)
+
+    def __post_init__(self) -> None:
+        if self.other_precision not in OTHER_PRECISIONS:
+            raise HwSimError(
+                f"technology entry other_precision must be one of {', '.join(OTHER_PRECISIONS)}"
+                f", got {self.other_precision!r}"
+            )
+
+    def with_other_precision(self, precision: str | None) -> Tech:
+        """This table with ``other_precision`` replaced (``None``: unchanged)."""
+        if precision is None or precision == self.other_precision:
+            return self
+        raw = {**self.raw, "other_precision": precision}
+        return dataclasses.replace(self, other_precision=precision, raw=raw)
 
     def sram_pj(self, capacity_kib: float) -> float:
         """pJ per 64-bit access of a buffer: smallest listed capacity >= its size."""
@@ -102,6 +128,7 @@ class Tech:
         """JSON-ready summary: every energy used, with its source."""
         return {
             "name": self.name,
+            "other_precision": self.other_precision,
             "energy_pj": dict(self.energy_pj),
             "sources": dict(self.sources),
             "sram_read_64b_pj": [{"capacity_kib": c, "value": v} for c, v in self.sram_levels],
@@ -201,6 +228,7 @@ def _build(raw: dict) -> Tech:
         buffer=buffer,
         accelerators=accelerators,
         raw=raw,
+        other_precision=raw.get("other_precision", "int8"),
     )
 
 

@@ -9,9 +9,10 @@ Imports no TensorFlow.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -19,6 +20,8 @@ __all__ = [
     "EXIT_USAGE",
     "CliError",
     "Parser",
+    "add_import_argument",
+    "import_modules",
     "run_guarded",
 ]
 
@@ -36,6 +39,31 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         raise CliError(f"{message} (see {self.prog} --help)")
+
+
+def add_import_argument(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE`` (repeatable): modules to import before a model is loaded."""
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this Python module before loading the model, so that the custom layers, "
+        "quantizers and initializers it registers with Keras can be deserialized (e.g. "
+        "larq_zoo); may be repeated",
+    )
+
+
+def import_modules(names: Sequence[str]) -> None:
+    """Import every module of ``--import``; one that fails raises a one-line :class:`CliError`."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - a module may raise anything while importing
+            lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+            reason = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+            raise CliError(f"--import {name}: cannot import it ({reason})") from None
 
 
 def run_guarded(

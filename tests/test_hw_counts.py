@@ -218,12 +218,17 @@ def test_memory_model_hand_counts():
     # weight SRAM: fill 2 words + (1 nonzero word x 2 planes + 1 skip-mask word) x 1 pass
     assert conv["sram_weight_accesses"] == 2 + 3
     assert conv["sram_act_reads"] == 2  # window reuse: the 96-bit input once, 1 fetch group
-    assert conv["act_bits_out"] == 32 * 32 and conv["sram_act_writes"] == 16
-    assert conv["dram_writes"] == 16  # graph output
+    # the float output is stored at other_precision: int8 (default) 32 x 8 bits = 4 words
+    assert conv["act_bits_out"] == 32 * 8 and conv["sram_act_writes"] == 4
+    assert conv["dram_writes"] == 4  # graph output
     e = conv["energy_pj"]
     # weight buffer 32 KiB: 20 pJ; activation buffer 256 KiB: the 1 MiB entry, 100 pJ
-    assert e["sram"] == pytest.approx(5 * 20 + (2 + 16) * 100)
-    assert e["dram"] == pytest.approx((2 + 16) * 1950)
+    assert e["sram"] == pytest.approx(5 * 20 + (2 + 4) * 100)
+    assert e["dram"] == pytest.approx((2 + 4) * 1950)
+    fp32 = load_tech({"other_precision": "float32"})
+    conv32 = {r["name"]: r for r in analyze(g, ACCELERATORS["bitwise"], fp32)["layers"]}["conv"]
+    assert conv32["act_bits_out"] == 32 * 32 and conv32["sram_act_writes"] == 16
+    assert conv32["energy_pj"]["dram"] == pytest.approx((2 + 16) * 1950)
 
 
 def test_totals_are_sums_of_layers_and_all_matches_single():
@@ -262,12 +267,13 @@ def test_elementwise_fusion_stores_only_the_chain_output():
     act = Op("act", "activation", ["bn"], (2, 2, 2), activation="hard_tanh")
     g = Graph("chain", [*g.ops, bn, act], ["act"])
     model = ACCELERATORS["zeroskip"]
-    fused = {r["name"]: r for r in analyze(g, model, TECH)["layers"]}
-    # conv output (int32, 8 values = 256 bits) and bn output stay in the datapath
+    tech = load_tech({"other_precision": "float32"})  # 8 float values = 256 bits = 4 words
+    fused = {r["name"]: r for r in analyze(g, model, tech)["layers"]}
+    # conv output (8 values) and bn output stay in the datapath
     assert fused["conv"]["sram_act_writes"] == 0 and fused["bn"]["sram_act_reads"] == 0
     assert fused["bn"]["sram_act_writes"] == 0 and fused["act"]["sram_act_reads"] == 0
     assert fused["act"]["sram_act_writes"] == 4 and fused["act"]["dram_writes"] == 4
-    plain_tech = load_tech({"buffer": {"fuse_elementwise": False}})
+    plain_tech = load_tech({"buffer": {"fuse_elementwise": False}, "other_precision": "float32"})
     plain = {r["name"]: r for r in analyze(g, model, plain_tech)["layers"]}
     assert plain["conv"]["sram_act_writes"] == 4 and plain["bn"]["sram_act_reads"] == 4
     assert plain["bn"]["sram_act_writes"] == 4 and plain["act"]["sram_act_reads"] == 4

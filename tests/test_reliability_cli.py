@@ -849,6 +849,21 @@ CLI_CASES: tuple[CliCase, ...] = (
         "export {ws}/m/ternary.h5 --to tflite --out {ws}/x.tflite --representative {ws}/fifo.npy",
         ["not a regular file"],
     ),
+    _c(
+        "export-import-missing",
+        "export",
+        "--import names a module that does not exist",
+        "export {ws}/m/ternary.h5 --to packed --out {ws}/x.tkp --import no_such_module_kt",
+        ["--import no_such_module_kt", "No module named 'no_such_module_kt'"],
+    ),
+    _c(
+        "export-import-raises",
+        "export",
+        "--import names a module that raises while importing",
+        "export {ws}/m/ternary.h5 --to packed --out {ws}/x.tkp "
+        "--import tests.custom_objects.broken",
+        ["--import tests.custom_objects.broken", "RuntimeError: this module refuses"],
+    ),
     # --- hw_sim.profile ---------------------------------------------------------------------
     _c(
         "hw-missing",
@@ -907,6 +922,20 @@ CLI_CASES: tuple[CliCase, ...] = (
         "a float Keras model (no quantized layer)",
         "{ws}/m/float.h5",
         ["has no quantized layer"],
+    ),
+    _c(
+        "hw-import-missing",
+        "hw_sim.profile",
+        "--import names a module that does not exist",
+        "{ws}/m/ternary.h5 --import no_such_module_kt",
+        ["--import no_such_module_kt", "No module named 'no_such_module_kt'"],
+    ),
+    _c(
+        "hw-import-raises",
+        "hw_sim.profile",
+        "--import names a module that raises while importing",
+        "{ws}/m/ternary.h5 --import tests.custom_objects.broken",
+        ["--import tests.custom_objects.broken", "RuntimeError: this module refuses"],
     ),
     _c(
         "hw-tech-missing",

@@ -18,7 +18,8 @@ modelled). Word-level zero skipping: a weight word whose nonzero plane is all ze
 skipped (ternary kernels). Each output then combines its two accumulators with one
 subtract (the 2· is a shift). Layers with float/int8 activations fall back to one
 add/subtract per nonzero weight (the ``zeroskip`` rule without dynamic skipping); float
-kernels to fp32 MACs.
+kernels to dense MACs at the table's ``other_precision`` (int8 by default;
+:func:`float_kernel_fallback`).
 
 Not modelled: FATNN's cheaper ternary inner product (Chen et al., ICCV 2021) -- see
 docs/hw_sim.md for what could and could not be established about it.
@@ -87,7 +88,7 @@ class BitwiseModel(CountingModel):
     title = "bitwise (TAB-style bit-planes, 64-bit words)"
 
     def count_compute(self, op: Op, graph: Graph, tech: Tech) -> LayerCount:
-        fallback = float_kernel_fallback(op, tech.buffer.pe_cols)
+        fallback = float_kernel_fallback(op, tech)
         if fallback is not None:
             return fallback
         lc = LayerCount()

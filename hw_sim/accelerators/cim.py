@@ -21,7 +21,8 @@ mapping, no weight duplication or channel-serial reuse): the crossbar holds the
 exist; row blocks with no weight in an array's columns (including the off-diagonal
 ones) are never driven and are not counted as skippable blocks. A depthwise 3x3 layer thus
 uses 9 rows x 1 column per channel: utilisation is low, as it is on real crossbars.
-Float kernels are not mapped to crossbars: they fall back to digital fp32 MACs.
+Float kernels are not mapped to crossbars: they fall back to digital MACs at the table's
+``other_precision`` (int8 by default).
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ class CimModel(CountingModel):
         return tech.action_pj(action)
 
     def count_compute(self, op: Op, graph: Graph, tech: Tech) -> LayerCount:
-        fallback = float_kernel_fallback(op, tech.buffer.pe_cols, unit="digital fp32 MAC")
+        fallback = float_kernel_fallback(op, tech, where="digital ")
         if fallback is not None:
             return fallback
         lc = LayerCount()

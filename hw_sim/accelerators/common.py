@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import numpy as np
 from hw_sim.geometry import dense_macs, elements, valid_tap_counts
 from hw_sim.ir import Graph, Op, bits_of
 from hw_sim.ops import OPS
-from hw_sim.technology import Tech
+from hw_sim.technology import MAC_ACTIONS, Tech
 
 __all__ = [
     "COMPONENTS",
@@ -21,9 +22,11 @@ __all__ = [
     "count_aux",
     "count_epilogue",
     "count_fp32_macs",
+    "count_macs",
     "count_sparse_adds",
     "fetch_groups",
     "float_kernel_fallback",
+    "float_layer_precision",
 ]
 
 #: Energy components of every layer.
@@ -67,6 +70,17 @@ class CountingModel:
     is_baseline = False
     tech_section: str | None = None
     Config: type | None = None
+    #: How float-kernel layers run and float tensors are stored (``Tech.other_precision``);
+    #: :meth:`for_tech` binds it to a table.
+    other_precision = "int8"
+
+    def for_tech(self, tech: Tech) -> CountingModel:
+        """This model with ``tech``'s ``other_precision`` (a copy; models are shared)."""
+        if tech.other_precision == self.other_precision:
+            return self
+        bound = copy.copy(self)
+        bound.other_precision = tech.other_precision
+        return bound
 
     def config(self, tech: Tech):
         """This model's parameters: section ``accelerators.<tech_section>`` as a ``Config``."""
@@ -91,12 +105,15 @@ class CountingModel:
         return bits_of(op.act_precision) if op.input_quantizer is not None else None
 
     def tensor_bits(self, precision: str) -> int:
-        """Bits per stored value of a tensor of ``precision`` that no quantizer shrinks."""
-        return bits_of(precision)
+        """Bits per stored value of a tensor of ``precision`` that no quantizer shrinks.
+
+        Float values are stored at ``other_precision`` (int8: 8 bits); others at their own.
+        """
+        return bits_of(self.other_precision if precision.startswith("float") else precision)
 
     def weight_bits(self, op: Op) -> int:
-        """Bits per stored kernel weight."""
-        return bits_of(op.weight_precision)
+        """Bits per stored kernel weight (float kernels at ``other_precision``)."""
+        return self.tensor_bits(op.weight_precision)
 
     def counts_input_quantization(self) -> bool:
         """Whether the model pays for quantizing activations (comparisons against Δ)."""
@@ -133,25 +150,40 @@ def count_sparse_adds(op: Op, graph: Graph, activation_sparsity: float = 0.0) ->
     }
 
 
-def count_fp32_macs(op: Op, lc: LayerCount) -> None:
-    """Dense float multiply-accumulates (fallback for float kernels, and the FP32 baseline)."""
+def count_macs(op: Op, lc: LayerCount, precision: str) -> None:
+    """Dense multiply-accumulates at ``precision`` (a key of ``MAC_ACTIONS``), every MAC."""
     macs = dense_macs(op)
-    lc.add("compute", "fp32_mult", macs)
-    lc.add("compute", "fp32_add", macs)
+    mult, add = MAC_ACTIONS[precision]
+    lc.add("compute", mult, macs)
+    lc.add("compute", add, macs)
     lc.executed, lc.skipped, lc.unit = macs, 0, "MACs"
 
 
-def float_kernel_fallback(op: Op, pe_cols: int, unit: str = "fp32 MAC") -> LayerCount | None:
-    """The counts of a layer whose kernel is float (dense fp32 MACs on ``unit``), else None.
+def count_fp32_macs(op: Op, lc: LayerCount) -> None:
+    """Dense float multiply-accumulates (the FP32 baseline)."""
+    count_macs(op, lc, "float32")
 
-    Every ternary/binary accelerator model runs float kernels (e.g. an unquantized first or
-    last layer) this way, so their totals stay comparable.
+
+def float_layer_precision(op: Op, tech: Tech) -> str:
+    """MAC precision of a layer whose kernel is not ternary/binary: ``other_precision``,
+    but an int8 kernel always int8 (a key of ``MAC_ACTIONS``)."""
+    return "int8" if "int8" in (op.weight_precision, tech.other_precision) else "float32"
+
+
+def float_kernel_fallback(op: Op, tech: Tech, where: str = "") -> LayerCount | None:
+    """The counts of a layer whose kernel is not ternary/binary, else None.
+
+    Every model -- each accelerator and each baseline -- runs such a layer (e.g. an
+    unquantized first or last layer) as dense MACs at the table's ``other_precision``
+    (an int8 kernel always at int8), so that their totals are like for like. ``where``
+    prefixes the mode (e.g. ``"digital "`` for the CIM model).
     """
     if op.weight_precision in ("ternary", "binary"):
         return None
-    lc = LayerCount(mode=f"fallback: {unit} (float kernel)")
-    count_fp32_macs(op, lc)
-    lc.details.update(act_fetch_groups=fetch_groups(op, pe_cols))
+    precision = float_layer_precision(op, tech)
+    lc = LayerCount(mode=f"fallback: {where}{precision} MAC ({op.weight_precision} kernel)")
+    count_macs(op, lc, precision)
+    lc.details.update(act_fetch_groups=fetch_groups(op, tech.buffer.pe_cols))
     return lc
 
 

@@ -4,7 +4,8 @@ Each nonzero weight costs one add or subtract of the activation it meets (fp32 a
 float activations, int32 add into the accumulator otherwise); zero weights and padding
 taps are skipped and counted. Optionally (``accelerators.zeroskip.activation_sparsity``
 in the technology table) an expected fraction of the remaining adds meets a zero
-activation and is skipped dynamically. Float kernels fall back to fp32 MACs.
+activation and is skipped dynamically. Float kernels fall back to
+dense MACs at the table's ``other_precision`` (int8 by default).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class ZeroSkipModel(CountingModel):
         return {"activation_sparsity": self.config(tech).activation_sparsity}
 
     def count_compute(self, op: Op, graph: Graph, tech: Tech) -> LayerCount:
-        fallback = float_kernel_fallback(op, tech.buffer.pe_cols)
+        fallback = float_kernel_fallback(op, tech)
         if fallback is not None:
             return fallback
         lc = LayerCount()

@@ -26,7 +26,7 @@ import argparse
 import json
 import os
 
-from keras_ternary.cliutil import CliError
+from keras_ternary.cliutil import CliError, add_import_argument, import_modules
 
 __all__ = ["add_arguments", "load_representative", "run"]
 
@@ -79,6 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="allow MODEL to hold Python code (a Lambda layer), which loading runs; by default "
         "such a model is refused (Keras' safe_mode, applied to .h5 too)",
     )
+    add_import_argument(p)
 
 
 def _positive_count(text: str) -> int:
@@ -262,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
     if args.representative and args.representative.endswith(".npy"):
         inputs["the --representative file"] = args.representative
     check_not_input(args.out, inputs)
+    import_modules(getattr(args, "imports", ()))  # custom objects of other packages (larq_zoo)
     try:
         report = _export(args)
     except ValueError as exc:  # a converter refusing the model
