@@ -120,9 +120,17 @@ def test_zoo_refusals_are_one_line(entry: ZooModel, fmt: str, zoo_dir):
 
 
 def _decisive(logits: np.ndarray) -> np.ndarray:
-    """Images whose top two logits differ by more than float rounding could change."""
+    """Images whose top two logits differ by more than 1%: a sign flip upstream cannot swap them."""
     top2 = np.sort(logits, axis=-1)[:, -2:]
-    return top2[:, 1] - top2[:, 0] > 1e-4 * np.maximum(1.0, np.abs(top2[:, 1]))
+    return top2[:, 1] - top2[:, 0] > 1e-2 * np.maximum(1.0, np.abs(top2[:, 1]))
+
+
+#: The emulator runs on its own activations, not Keras': where a float value feeding a sign
+#: or ternary quantizer lies within float rounding of its threshold, TensorFlow's kernels
+#: (which differ between CPUs, and with grappler's fusions) and numpy can binarize it
+#: differently, and the flip propagates to the accumulators downstream. The tolerance admits
+#: a few such flips; a wrong kernel, layout or padding makes most accumulators wrong.
+MISMATCH_TOLERANCE = 1e-3
 
 
 @pytest.mark.parametrize("entry", EMULATION_CASES)
@@ -131,7 +139,9 @@ def test_zoo_emulation_agrees_with_keras(entry: ZooModel, zoo_dir):
     graph = _graph(entry, entry.formats[0], zoo_dir)
     x = np.random.default_rng(0).normal(size=(4, *model.input_shape[1:])).astype(np.float32)
     agreement, result = compare_with_keras(model, Emulator(graph, act_mode="float"), x)
-    assert agreement["accumulators_exact"]
+    accumulators = agreement["accumulators"].values()  # empty where no layer is integer
+    mismatches = sum(a["mismatches"] for a in accumulators)
+    assert mismatches <= MISMATCH_TOLERANCE * sum(a["values"] for a in accumulators)
     keras_logits = agreement["keras_logits"]
     decisive = _decisive(keras_logits)
     assert decisive.any()
