@@ -33,14 +33,15 @@ def _row(entry, folder: Path) -> str:
     from hw_sim.errors import HwSimError
 
     model = entry.build()
-    fmt = ".h5" if ".h5" in entry.formats and ".h5" not in entry.missing else entry.formats[0]
+    fmt = next((f for f in entry.formats if f not in entry.missing), entry.formats[0])
     path = folder / f"{entry.name}{fmt}"
     model.save(path)
     start = time.perf_counter()
     try:
         graph = load_graph(str(path))
     except HwSimError as exc:
-        return f"| {entry.name} | {fmt} | refused: {str(exc).splitlines()[0][:120]} |" + " |" * 8
+        reason = str(exc).splitlines()[0].replace(str(path), path.name)[:110]
+        return f"| {entry.name} | {fmt} | refused: {reason} |" + " |" * 9
     load_s = time.perf_counter() - start
     start = time.perf_counter()
     report = profile_model(graph, "all")
