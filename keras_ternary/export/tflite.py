@@ -28,6 +28,7 @@ import tensorflow as tf
 from keras_ternary.contract.metadata import METADATA_NAME, ExportMetadata, LayerEntry
 from keras_ternary.export.flatbuffer import WeightTensor, add_metadata, read_weight_tensors
 from keras_ternary.export.fold import ExportError, FoldedKernel, InferenceGraph, inference_model
+from keras_ternary.export.transforms import kernel_quantizer
 from keras_ternary.fileio import atomic_write
 from keras_ternary.fusion import without_fusion_bug
 
@@ -200,8 +201,10 @@ def convert(
         raise ExportError(f"TFLite conversion ({mode}) failed: {first}") from exc
 
 
-def _tflite_layout(kernel: np.ndarray) -> np.ndarray:
-    """Keras kernel layout -> TFLite filter layout (output channels first)."""
+def _tflite_layout(kernel: np.ndarray, depthwise: bool = False) -> np.ndarray:
+    """Keras kernel layout -> TFLite filter layout (output channels first; depthwise: last)."""
+    if depthwise:  # (kh, kw, in, m) -> DEPTHWISE_CONV_2D (1, kh, kw, in·m)
+        return kernel.reshape(1, *kernel.shape[:-2], -1)
     if kernel.ndim == 2:  # Dense (in, out) -> FULLY_CONNECTED (out, in)
         return kernel.T
     return np.moveaxis(kernel, -1, 0)  # Conv (kh, kw, in, out) -> (out, kh, kw, in)
@@ -209,8 +212,10 @@ def _tflite_layout(kernel: np.ndarray) -> np.ndarray:
 
 def _check_one(fk: FoldedKernel, t: WeightTensor) -> KernelCheck:
     values = t.values
-    per_channel = values.reshape(values.shape[0], -1)
-    expected = _tflite_layout(fk.kernel).reshape(per_channel.shape)
+    axis = values.ndim - 1 if fk.depthwise else 0  # the output-channel axis
+    per_channel = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
+    expected = np.moveaxis(_tflite_layout(fk.kernel, fk.depthwise), axis, 0)
+    expected = expected.reshape(per_channel.shape)
     n_zero = int((per_channel == 0).sum())
     if t.dtype == "INT8":
         mags = np.abs(per_channel.astype(np.int32))
@@ -220,7 +225,7 @@ def _check_one(fk: FoldedKernel, t: WeightTensor) -> KernelCheck:
         scales = np.broadcast_to(t.scales.reshape(-1, 1), (per_channel.shape[0], 1))
         dequant = per_channel.astype(np.float64) * scales
         value_ok = bool(np.allclose(dequant, expected, rtol=1e-5, atol=1e-7))
-        exact = levels_ok and zp_ok and value_ok and t.quantized_dimension == 0
+        exact = levels_ok and zp_ok and value_ok and t.quantized_dimension == axis
         msg = "" if exact else f"levels_ok={levels_ok} zero_point_ok={zp_ok} value_ok={value_ok}"
         levels = sorted({int(v) for v in np.unique(qmax)})
     else:
@@ -244,7 +249,7 @@ def check_ternary_kernels(
     for fk in kernels:
         if fk.kind != "ternary":
             continue
-        expected = _tflite_layout(fk.kernel)
+        expected = _tflite_layout(fk.kernel, fk.depthwise)
         sign = np.sign(expected)
         match = None
         for i, t in enumerate(tensors):
@@ -282,10 +287,13 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
     residual_of = {name: f.bn for f in graph.residual for name, _ in f.branches}
     layers = []
     for layer in graph.model.layers:
-        if type(layer).__name__ not in ("Conv1D", "Conv2D", "Conv3D", "Dense"):
+        plain = type(layer).__name__
+        if plain not in ("Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv2D"):
             continue
+        if plain == "DepthwiseConv2D" and layer.name not in scales:
+            continue  # not a quantized depthwise layer of the source (e.g. a residual scale)
         src = model.get_layer(layer.name)
-        q = getattr(src, "kernel_quantizer", None)
+        q = kernel_quantizer(src)
         bn = folded_into.get(layer.name)
         layers.append(
             LayerEntry(

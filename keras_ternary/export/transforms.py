@@ -30,6 +30,7 @@ import tensorflow as tf
 from keras_ternary.contract import affine
 from keras_ternary.contract.metadata import ResidualEntry
 from keras_ternary.export.graph import ConfigGraph, ExportError, Node, layer_entry
+from keras_ternary.layer_table import QuantizedWeight, kernel_weights
 
 __all__ = [
     "Chain",
@@ -48,6 +49,7 @@ __all__ = [
     "constant_kernel",
     "fold_batchnorm",
     "is_ternary",
+    "kernel_quantizer",
 ]
 
 # larq layer class -> plain Keras class with the same weights (kernel[, bias]).
@@ -60,9 +62,17 @@ _PLAIN_CLASS = {
     "Conv2D": "Conv2D",
     "Conv3D": "Conv3D",
     "Dense": "Dense",
+    "QuantDepthwiseConv2D": "DepthwiseConv2D",
 }
-_LARQ_KEYS = ("input_quantizer", "kernel_quantizer", "metrics", "pad_values")
+_LARQ_KEYS = (
+    "input_quantizer",
+    "kernel_quantizer",
+    "depthwise_quantizer",
+    "metrics",
+    "pad_values",
+)
 _LINEAR = ("Conv1D", "Conv2D", "Conv3D", "Dense")
+_DEPTHWISE = "DepthwiseConv2D"
 _BN = "BatchNormalization"
 _HARD_TANH = "HardTanh"
 _POOL = "GlobalAveragePooling2D"
@@ -120,6 +130,8 @@ class FoldedKernel:
         residual_bn: name of a batch-norm after a residual sum pushed back into this layer
             (:class:`ResidualBatchNormPushBack`), or None.
         residual_scale: that batch-norm's per-channel ``s`` (float64), or None.
+        depthwise: True for a depthwise kernel ``(kh, kw, in, multiplier)``, whose output
+            channel ``c·multiplier + m`` is its entry ``[..., c, m]``.
     """
 
     layer: str
@@ -129,6 +141,7 @@ class FoldedKernel:
     folded_bn: str | None = None
     residual_bn: str | None = None
     residual_scale: np.ndarray | None = None
+    depthwise: bool = False
 
     @property
     def total_scale(self) -> np.ndarray:
@@ -140,7 +153,10 @@ class FoldedKernel:
     @property
     def kernel(self) -> np.ndarray:
         """The constant kernel of the inference model, ``total_scale ⊙ t`` (channels last)."""
-        return (self.ternary * self.total_scale).astype(np.float32)
+        scale = self.total_scale
+        if self.depthwise:
+            scale = scale.reshape(self.ternary.shape[-2:])
+        return (self.ternary * scale).astype(np.float32)
 
 
 @dataclass
@@ -168,10 +184,24 @@ def is_ternary(values: np.ndarray) -> bool:
     return bool(np.all((v == -1) | (v == 0) | (v == 1)))
 
 
+def _kernel_weight(layer: tf.keras.layers.Layer) -> QuantizedWeight:
+    """The one kernel of a conv/dense/depthwise layer (``layer_table.LAYER_WEIGHTS``)."""
+    weights = kernel_weights(layer)
+    if len(weights) != 1:
+        raise ExportError(f"layer {layer.name!r}: export needs exactly one kernel")
+    return weights[0]
+
+
+def kernel_quantizer(layer: tf.keras.layers.Layer):
+    """The quantizer of a layer's kernel (``kernel_quantizer``/``depthwise_quantizer``) or None."""
+    return getattr(layer, _kernel_weight(layer).quantizer_attr, None)
+
+
 def constant_kernel(layer: tf.keras.layers.Layer) -> np.ndarray:
     """The kernel a (larq) layer uses in inference: its quantizer applied to the latent kernel."""
-    latent = np.asarray(layer.get_weights()[0], dtype=np.float32)
-    quantizer = getattr(layer, "kernel_quantizer", None)
+    weight = _kernel_weight(layer)
+    latent = np.asarray(getattr(layer, weight.kernel_attr).numpy(), dtype=np.float32)
+    quantizer = getattr(layer, weight.quantizer_attr, None)
     if quantizer is None:
         return latent
     return np.asarray(quantizer(tf.constant(latent)), dtype=np.float32)
@@ -319,6 +349,8 @@ class ConstantKernel(Transform):
         for key in _LARQ_KEYS:
             config.pop(key, None)
         config["kernel_constraint"] = None
+        if "depthwise_constraint" in config:
+            config["depthwise_constraint"] = None
         use_bias = bool(getattr(src, "use_bias", False))
         config["use_bias"] = bool(node.config.get("use_bias", False))
         kernel = constant_kernel(src)
@@ -330,16 +362,22 @@ class ConstantKernel(Transform):
             "config": config,
         }
         graph.replace(node.name, entry, [kernel] + ([src.bias.numpy()] if use_bias else []))
-        if getattr(src, "kernel_quantizer", None) is not None:
+        if kernel_quantizer(src) is not None:
             kind = "ternary" if is_ternary(kernel) else "other"
-            ones = np.ones(kernel.shape[-1], np.float32)
-            log.kernels[node.name] = FoldedKernel(node.name, kind, kernel, ones)
+            depthwise = entry["class_name"] == _DEPTHWISE
+            n_out = kernel.shape[-2] * kernel.shape[-1] if depthwise else kernel.shape[-1]
+            ones = np.ones(n_out, np.float32)
+            log.kernels[node.name] = FoldedKernel(
+                node.name, kind, kernel, ones, depthwise=depthwise
+            )
 
 
 class ConvBatchNormFold(Transform):
-    """Batch-norm right after a single-use linear conv/dense → folded into its kernel and bias."""
+    """Batch-norm right after a single-use linear conv/dense/depthwise conv → folded into its
+    kernel and bias (a depthwise kernel's output channel ``c·multiplier + m`` is ``[..., c, m]``).
+    """
 
-    patterns = (Chain(_LINEAR, _BN),)
+    patterns = (Chain((*_LINEAR, _DEPTHWISE), _BN),)
 
     def accept(self, graph: ConfigGraph, match: list[Node], log: FoldLog) -> bool:
         conv, bn = match
@@ -353,8 +391,12 @@ class ConvBatchNormFold(Transform):
         conv, bn = match
         s, t = batchnorm_affine(bn.source)
         bias = conv.weights[1] if len(conv.weights) > 1 else None
+        kernel = np.asarray(conv.weights[0])
+        if conv.class_name == _DEPTHWISE:  # (kh, kw, in, m) -> (kh, kw, in·m): channels last
+            kernel = kernel.reshape(*kernel.shape[:-2], -1)
+        kernel, bias = fold_batchnorm(kernel, bias, s, t)
         conv.config["use_bias"] = True
-        graph.replace(conv.name, weights=fold_batchnorm(conv.weights[0], bias, s, t))
+        graph.replace(conv.name, weights=[kernel.reshape(conv.weights[0].shape), bias])
         graph.remove(bn.name)
         log.folded[bn.name] = conv.name
         kernel = log.kernels.get(conv.name)
