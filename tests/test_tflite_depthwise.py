@@ -73,6 +73,8 @@ def test_depthwise_exports_and_profiles_like_its_h5(files, mode):
     assert metadata.batchnorms == []
     g_h5, g_t = load_graph(tmp / "dw.h5"), load_graph(tmp / f"dw_{mode}.tflite")
     assert g_t.op("dw").groups == g_h5.op("dw").groups == 8
+    for a, b in zip(g_h5.compute_ops, g_t.compute_ops, strict=True):
+        assert (a.name, a.weight_precision, a.groups) == (b.name, b.weight_precision, b.groups)
     for accelerator in ("bitwise", "zeroskip"):
         h5, tfl = profile_model(g_h5, accelerator), profile_model(g_t, accelerator)
         rows_h5 = {r["name"]: r for r in h5["layers"]}

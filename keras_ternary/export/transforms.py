@@ -10,7 +10,8 @@ found on the graph as it is when the transform starts, then rewritten one by one
 In the order :func:`keras_ternary.export.fold.inference_model` applies them:
 
 * :class:`InputQuantizerSplit` — a larq ``input_quantizer`` becomes a :class:`QuantizerLayer`.
-* :class:`ConstantKernel` — ``QuantConv2D``/``QuantDense``/… → plain layer, kernel ``t``.
+* :class:`ConstantKernel` — ``QuantConv2D``/``QuantDense``/``QuantDepthwiseConv2D``/… → plain
+  layer, kernel ``t``.
 * :class:`ConvBatchNormFold` — batch-norm after a single-use conv/dense folded into it.
 * :class:`ResidualBatchNormPushBack` — batch-norm after a residual ``Add`` (optionally
   through a global average pooling) pushed back into the branches of the sum.
@@ -331,6 +332,9 @@ class InputQuantizerSplit(Transform):
 
 class ConstantKernel(Transform):
     """A (larq) conv/dense layer → the plain Keras layer with the constant kernel ``t``.
+
+    A ``QuantDepthwiseConv2D`` becomes a ``DepthwiseConv2D`` (kernel and quantizer named by
+    :data:`keras_ternary.layer_table.LAYER_WEIGHTS`: ``depthwise_kernel``/``depthwise_quantizer``).
 
     Quantized kernels are noted in ``log.kernels`` (:class:`FoldedKernel`, scale 1).
 
