@@ -1,7 +1,6 @@
 """Shape arithmetic shared by the counting models: MACs, padding taps, packed words.
 
-Window geometry and entropy come from :mod:`keras_ternary.contract`; ``entropy_bits`` here is
-:func:`keras_ternary.contract.entropy.values_entropy_bits` (the entropy of a kernel's values).
+Window geometry comes from :mod:`keras_ternary.contract.geometry`.
 """
 
 from __future__ import annotations
@@ -11,13 +10,11 @@ import math
 import numpy as np
 
 from hw_sim.ir import Op
-from keras_ternary.contract.entropy import values_entropy_bits as entropy_bits
 from keras_ternary.contract.geometry import conv_macs, tap_validity
 
 __all__ = [
     "dense_macs",
     "elements",
-    "entropy_bits",
     "valid_tap_counts",
     "weight_matrix",
     "weight_word_mask",

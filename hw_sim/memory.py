@@ -31,10 +31,11 @@ from __future__ import annotations
 import math
 
 from hw_sim.accelerators.common import CountingModel, LayerCount
-from hw_sim.geometry import elements, entropy_bits, words
+from hw_sim.geometry import elements, words
 from hw_sim.ir import Graph, Op
 from hw_sim.ops import OPS
 from hw_sim.technology import Tech
+from keras_ternary.contract.entropy import values_entropy_bits
 
 __all__ = [
     "consumer_map",
@@ -92,7 +93,7 @@ def weight_storage_bits(op: Op, model: CountingModel) -> tuple[int, float]:
     packed = op.n_weights * model.weight_bits(op) + extra
     if model.is_baseline or not op.is_quantized:
         return packed, float(packed)
-    return packed, op.n_weights * entropy_bits(op.weights) + extra
+    return packed, op.n_weights * values_entropy_bits(op.weights) + extra
 
 
 def layer_memory(

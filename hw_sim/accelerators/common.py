@@ -21,7 +21,6 @@ __all__ = [
     "accumulate_action",
     "count_aux",
     "count_epilogue",
-    "count_fp32_macs",
     "count_macs",
     "count_sparse_adds",
     "fetch_groups",
@@ -157,11 +156,6 @@ def count_macs(op: Op, lc: LayerCount, precision: str) -> None:
     lc.add("compute", mult, macs)
     lc.add("compute", add, macs)
     lc.executed, lc.skipped, lc.unit = macs, 0, "MACs"
-
-
-def count_fp32_macs(op: Op, lc: LayerCount) -> None:
-    """Dense float multiply-accumulates (the FP32 baseline)."""
-    count_macs(op, lc, "float32")
 
 
 def float_layer_precision(op: Op, tech: Tech) -> str:

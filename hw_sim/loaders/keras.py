@@ -18,7 +18,7 @@ import numpy as np
 
 from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph, Op, Quantizer
-from hw_sim.ops import tensor_precision  # re-exported: the .tflite loader imports it here
+from hw_sim.ops import tensor_precision
 from keras_ternary.contract import activations
 from keras_ternary.contract.errors import ContractError
 from keras_ternary.contract.geometry import output_hw, window_padding
@@ -213,9 +213,6 @@ def _activation_name(activation, layer) -> str:
             f"(supported: {', '.join(supported)})"
         )
     return kind
-
-
-_tensor_precision = tensor_precision  # former private name, kept for callers
 
 
 def _pair(value) -> tuple[int, int]:
