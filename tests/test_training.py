@@ -127,6 +127,29 @@ def test_saturate_epoch_sets_the_delta_time_scale():
         load_config(None, ["ternary.regime=fixed", "ternary.saturate_epoch=5"])
 
 
+@pytest.mark.parametrize(
+    "sweep_name, saturate, first_drop",
+    [("reduced/faithful", 68, 79), ("reduced/compressed", 20, 23)],
+)
+def test_long_reduced_sweeps_saturate_delta_before_the_first_lr_drop(
+    sweep_name, saturate, first_drop
+):
+    """The paper's ordering (docs/delta_growth.md, rule 1): Δ at Δf before the LR drops."""
+    from keras_ternary.sweep import load_sweep
+    from keras_ternary.training import make_delta_growth
+
+    for run in load_sweep(sweep_name, "out")[1]:
+        config = run.config
+        opt = config.optimizer
+        schedule = EpochPiecewiseSchedule(1, opt.lr_values, opt.lr_boundaries, config.time_scale)
+        lrs = [schedule.value_at_epoch(e - 1) for e in range(1, config.epochs + 1)]
+        assert lrs[first_drop - 2] == 5e-3 > lrs[first_drop - 1]  # 1-based epoch first_drop
+        if config.is_ternary and config.ternary.regime != "fixed":
+            growth = make_delta_growth(config)
+            # delta_for(n): Δ after n epochs done, i.e. during 1-based epoch n + 1
+            assert growth.delta_for(saturate - 2) < 0.9 == growth.delta_for(saturate - 1)
+
+
 def test_yaml_toml_extends_and_overrides(tmp_path):
     (tmp_path / "parent.yaml").write_text("epochs: 7\nternary: {regime: linear, delta0: 0.05}\n")
     (tmp_path / "child.toml").write_text(
