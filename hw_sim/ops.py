@@ -151,9 +151,7 @@ def _aligned(op: Op, inputs: list[np.ndarray]) -> list[np.ndarray]:
     that numpy broadcasts them per sample as :func:`broadcast_shape` does."""
     rank = len(op.output_shape) + 1
     return [
-        x.astype(np.float32, copy=False).reshape(
-            x.shape[0], *(1,) * (rank - x.ndim), *x.shape[1:]
-        )
+        x.astype(np.float32, copy=False).reshape(x.shape[0], *(1,) * (rank - x.ndim), *x.shape[1:])
         for x in inputs
     ]
 
