@@ -103,12 +103,12 @@ def load(path: str, safe_mode: bool = True) -> Graph:
     ``safe_mode=False`` allows a model holding Python code (a ``Lambda`` layer), which
     loading runs; by default such a model is refused.
     """
-    from keras_ternary.modelfile import load_error_reason
+    from keras_ternary.modelfile import keras_load, load_error_reason
 
     _check_container(path, safe_mode)
-    tf = _import_tf()
+    _import_tf()
     try:
-        model = tf.keras.models.load_model(path, compile=False, safe_mode=safe_mode)
+        model = keras_load(path, compile=False, safe_mode=safe_mode)
     except Exception as exc:
         raise HwSimError(f"{path}: cannot load Keras model ({load_error_reason(exc)})") from None
     return from_keras_model(model, source=path)
