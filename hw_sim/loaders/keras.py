@@ -255,7 +255,7 @@ class _Layer:
     def error(self, why: str) -> HwSimError:
         """The one-line error naming this layer and its type."""
         what = self.cls
-        if "function" in self.cfg:  # TFOpLambda / SlicingOpLambda: the TF function too
+        if self.cls in ("TFOpLambda", "SlicingOpLambda"):  # the TF function too
             what = f"{self.cls} {self.cfg['function']}"
         return HwSimError(f"layer {self.name!r} ({what}): {why}")
 
