@@ -38,6 +38,7 @@ __all__ = [
     "OpSpec",
     "activation",
     "batchnorm",
+    "broadcast_shape",
     "spec",
     "tensor_precision",
 ]
@@ -127,9 +128,32 @@ def _count_inputs(n: int) -> Callable[[Op], None]:
     return check
 
 
-def _same_shapes(op: Op, in_shapes: list[Shape]) -> None:
-    if any(s != op.output_shape for s in in_shapes):
-        _fail(op, f"inputs of shapes {in_shapes} differ from the output {op.output_shape}")
+def broadcast_shape(in_shapes: list[Shape]) -> Shape | None:
+    """The shape numpy-style broadcasting gives ``in_shapes`` (per sample, no batch axis;
+    shapes aligned at their last axis, size-1 axes stretched), None if they do not broadcast.
+
+    Keras' merge layers (``Multiply()([x, s])``) and TensorFlow's ``x * s`` follow this rule:
+    an attention tensor ``(1, 1, C)`` scales every pixel of ``(H, W, C)``.
+    """
+    try:
+        return tuple(int(d) for d in np.broadcast_shapes(*in_shapes))
+    except ValueError:
+        return None
+
+
+def _broadcasts(op: Op, in_shapes: list[Shape]) -> None:
+    if broadcast_shape(in_shapes) != op.output_shape:
+        _fail(op, f"inputs of shapes {in_shapes} do not broadcast to the output {op.output_shape}")
+
+
+def _aligned(op: Op, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Batched inputs as float32 of the output's rank (``(B, C)`` -> ``(B, 1, 1, C)``), so
+    that numpy broadcasts them per sample as :func:`broadcast_shape` does."""
+    rank = len(op.output_shape) + 1
+    return [
+        x.astype(np.float32, copy=False).reshape(x.shape[0], *(1,) * (rank - x.ndim), *x.shape[1:])
+        for x in inputs
+    ]
 
 
 # ----------------------------------------------------------------------------- float ops
@@ -196,18 +220,21 @@ def _activation(op: Op, inputs: list[np.ndarray]) -> np.ndarray:
 
 
 def _add(op: Op, inputs: list[np.ndarray]) -> np.ndarray:
-    y = inputs[0].astype(np.float32)
-    for other in inputs[1:]:
-        y = y + other.astype(np.float32)
+    first, *others = _aligned(op, inputs)
+    y = first.copy()
+    for other in others:
+        y = y + other
     return y
 
 
 def _multiply(op: Op, inputs: list[np.ndarray]) -> np.ndarray:
-    return inputs[0].astype(np.float32) * inputs[1].astype(np.float32)
+    x, y = _aligned(op, inputs)
+    return x * y
 
 
 def _subtract(op: Op, inputs: list[np.ndarray]) -> np.ndarray:
-    return inputs[0].astype(np.float32) - inputs[1].astype(np.float32)
+    x, y = _aligned(op, inputs)
+    return x - y
 
 
 def _concat(op: Op, inputs: list[np.ndarray]) -> np.ndarray:
@@ -277,6 +304,7 @@ def _per_element(mults: int, adds: int) -> Callable[[Op, list[Shape]], dict[str,
 
 
 def _add_aux(op: Op, in_shapes: list[Shape]) -> dict[str, int]:
+    """(inputs - 1) adds per *output* element: a broadcast operand is re-read, not re-added."""
     return {"fp32_add": (len(op.inputs) - 1) * _elements(op.output_shape)}
 
 
@@ -428,7 +456,9 @@ OPS: dict[str, OpSpec] = {
             check=_check_activation,
             elementwise=True,
         ),
-        _spec("add", _add, _add_aux, _int32_if_all),
+        # add / multiply / subtract broadcast their inputs (numpy's rule, per sample); the
+        # work is per output element, the memory model reads each input tensor once
+        _spec("add", _add, _add_aux, _int32_if_all, check_inputs=_broadcasts),
         _spec("maxpool", _window, _pool_aux(_pool_window, False), passes=True),
         _spec("avgpool", _window, _pool_aux(_pool_window, True)),
         _spec("global_avgpool", _global_avgpool, _pool_aux(_global_window, True)),
@@ -444,7 +474,7 @@ OPS: dict[str, OpSpec] = {
             _multiply,
             _per_element(1, 0),
             check=_check_binary,
-            check_inputs=_same_shapes,
+            check_inputs=_broadcasts,
         ),
         _spec(
             "subtract",
@@ -452,7 +482,7 @@ OPS: dict[str, OpSpec] = {
             _per_element(0, 1),
             _int32_if_all,
             check=_check_binary,
-            check_inputs=_same_shapes,
+            check_inputs=_broadcasts,
         ),
         _spec("reshape", _reshape, check_inputs=_check_same_size, passes=True),
         # max(x, 0) + alpha·min(x, 0): one compare and one multiply per element

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import zipfile
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -31,9 +32,11 @@ __all__ = [
     "check_model_file",
     "code_entries",
     "h5_model_config",
+    "keras_load",
     "keras_version",
     "load_error_reason",
     "load_model",
+    "plain_functions",
 ]
 
 #: Layer classes whose saved config holds Python code (byte code or a function to import).
@@ -193,6 +196,113 @@ def check_model_file(path: str | os.PathLike, *, safe_mode: bool = True) -> None
         )
 
 
+#: Model classes tf-keras knows without registration.
+_KERAS_MODEL_CLASSES = ("Functional", "Model", "Sequential")
+IMPORT_HINT = "--import the package that defines it (in Python: import it first)"
+
+
+def plain_functions(config: Any) -> list[str]:
+    """Names of plain Python functions (e.g. larq_zoo's ``blurpool_initializer``) in an
+    ``.h5`` model config, in the form tf-keras writes them and its own ``.h5`` reader cannot
+    read back.
+
+    tf-keras 2.x saves such a function as ``{"class_name": "function", "module": "builtins",
+    "config": NAME}``; ``load_model`` deserializes ``.h5`` configs in its legacy mode, which
+    looks up a class called ``function`` and fails ("Unknown initializer: 'function'") even
+    when NAME is registered. :func:`keras_load` rebuilds such a model outside that mode.
+    """
+    if isinstance(config, Mapping):
+        if (
+            config.get("class_name") == "function"
+            and config.get("module") == "builtins"
+            and isinstance(config.get("config"), str)
+        ):
+            return [config["config"]]
+        return [name for value in config.values() for name in plain_functions(value)]
+    if isinstance(config, list):
+        return [name for item in config for name in plain_functions(item)]
+    return []
+
+
+def _imported_model_class(tf, name: str):
+    """The ``tf.keras.Model`` subclass called ``name`` that an imported module defines.
+
+    An unregistered subclass (larq_zoo's ``BinaryDenseNet``) is saved in an ``.h5`` file by
+    its bare class name, which Keras cannot resolve; the class itself is found among the
+    modules already imported (``--import``), by module attribute, without importing more.
+    """
+    found = {
+        id(obj): obj
+        for module in list(sys.modules.values())
+        if isinstance(obj := getattr(module, "__dict__", {}).get(name), type)
+        and issubclass(obj, tf.keras.Model)
+    }
+    if len(found) != 1:
+        where = (
+            "no imported module defines it"
+            if not found
+            else "several imported modules define it: "
+            + ", ".join(sorted(f"{c.__module__}.{c.__qualname__}" for c in found.values()))
+        )
+        raise ModelFileError(
+            f"the model class {name!r} is not registered with Keras and {where}; {IMPORT_HINT}"
+        )
+    return next(iter(found.values()))
+
+
+def keras_load(
+    path: str | os.PathLike,
+    *,
+    safe_mode: bool = True,
+    compile: bool = True,
+    custom_objects: Mapping[str, Any] | None = None,
+):
+    """``tf.keras.models.load_model``, plus two kinds of ``.h5`` file tf-keras cannot read back
+    by itself (both written by larq_zoo models, #15; no check of the file: see
+    :func:`load_model`):
+
+    * the model is an unregistered ``tf.keras.Model`` subclass: the class is taken from the
+      imported modules (:func:`_imported_model_class`) and given as a custom object;
+    * the config holds plain functions (:func:`plain_functions`), which must be registered
+      Keras custom objects (``--import`` the package): the model is rebuilt from its config
+      with ``model_from_json`` and its weights loaded from the file, uncompiled.
+
+    ModelFileError names the object and says what to import when it cannot be found.
+    """
+    import h5py
+    import tensorflow as tf
+
+    path = os.fspath(path)
+    custom = dict(custom_objects or {})
+    config = h5_model_config(path) if os.path.isfile(path) and h5py.is_hdf5(path) else None
+    if config is None:
+        return tf.keras.models.load_model(
+            path, custom_objects=custom, compile=compile, safe_mode=safe_mode
+        )
+    model_class = config.get("class_name")
+    registered = tf.keras.utils.get_custom_objects()
+    if isinstance(model_class, str) and model_class not in (
+        *_KERAS_MODEL_CLASSES,
+        *custom,
+        *registered,
+    ):
+        custom[model_class] = _imported_model_class(tf, model_class)
+    functions = plain_functions(config)
+    if not functions:
+        return tf.keras.models.load_model(
+            path, custom_objects=custom, compile=compile, safe_mode=safe_mode
+        )
+    unknown = sorted({f for f in functions if f not in registered and f not in custom})
+    if unknown:
+        raise ModelFileError(
+            f"the model uses the function {unknown[0]!r}, which no imported package registers "
+            f"with Keras; {IMPORT_HINT}"
+        )
+    model = tf.keras.models.model_from_json(json.dumps(config), custom_objects=custom)
+    model.load_weights(path)
+    return model
+
+
 def load_model(
     path: str | os.PathLike,
     *,
@@ -219,6 +329,8 @@ def load_model(
     from keras_ternary.schedules import EpochPiecewiseSchedule
 
     custom = {"EpochPiecewiseSchedule": EpochPiecewiseSchedule, **(custom_objects or {})}
-    return tf.keras.models.load_model(
-        os.fspath(path), custom_objects=custom, compile=compile, safe_mode=safe_mode, **kwargs
-    )
+    if kwargs:
+        return tf.keras.models.load_model(
+            os.fspath(path), custom_objects=custom, compile=compile, safe_mode=safe_mode, **kwargs
+        )
+    return keras_load(path, custom_objects=custom, compile=compile, safe_mode=safe_mode)

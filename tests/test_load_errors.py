@@ -65,7 +65,8 @@ def test_load_error_reason_drops_the_config_dump():
 
 
 def test_hw_sim_names_the_reason_keras_gives(tmp_path):
-    """A layer whose initializer is a plain function: Keras cannot rebuild it from .h5."""
+    """A layer whose initializer is a plain function nobody registered: tf-keras cannot rebuild
+    it from .h5 (keras_load says what to import); an unregistered layer class: Keras' reason."""
 
     def odd_initializer(shape, dtype=None):
         return tf.ones(shape, dtype)
@@ -77,7 +78,18 @@ def test_hw_sim_names_the_reason_keras_gives(tmp_path):
     with pytest.raises(HwSimError) as info:
         load_graph(path)
     message = str(info.value)
-    assert "cannot rebuild layer class 'DepthwiseConv2D'" in message
-    assert "Unknown initializer" in message and "config=" not in message
-    reason = message.replace(str(path), "PATH")  # the temporary path's length varies
-    assert len(reason) < 400 and np.char.count(message, "\n") == 0
+    assert "function 'odd_initializer'" in message and "--import" in message
+
+    class OddLayer(tf.keras.layers.Layer):
+        def call(self, x):
+            return x
+
+    path = tmp_path / "layer.h5"
+    tf.keras.Model(x_in, OddLayer()(x_in)).save(path)
+    with pytest.raises(HwSimError) as info:
+        load_graph(path)
+    assert "Unknown layer: 'OddLayer'" in str(info.value)
+    for text in (message, str(info.value)):
+        assert "config=" not in text
+        reason = text.replace(str(tmp_path), "PATH")  # the temporary path's length varies
+        assert len(reason) < 400 and np.char.count(text, "\n") == 0

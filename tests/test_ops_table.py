@@ -122,7 +122,7 @@ def test_per_kind_validation():
         Graph("g", [x, Op("r", "reshape", ["x"], (7, 11))], ["r"])
     with pytest.raises(HwSimError, match="gives"):
         Graph("g", [x, Op("p", "pad", ["x"], (5, 5, 5), padding=(1, 1, 1, 1))], ["p"])
-    with pytest.raises(HwSimError, match="differ"):
+    with pytest.raises(HwSimError, match="do not broadcast"):
         Graph("g", [x, y, Op("s", "subtract", ["x", "y"], (4, 4, 5))], ["s"])
 
 

@@ -15,6 +15,8 @@ removed. ``emulation_missing`` says why a model that loads cannot be emulated ye
 profiles ternary/binary networks; a float network has no ternary/binary kernel to count, so
 its "energy on a ternary accelerator" would mean nothing). Its layers (depthwise, ReLU6,
 ZeroPadding2D, Add) all convert: the refusal is the "no quantized layer" check, after them.
+And larq_zoo's ``RealToBinaryNet``, whose ``Lambda`` layers hold Python code, which loading
+refuses unless ``safe_mode=False`` (then it loads: tests/test_broadcast.py).
 """
 
 from __future__ import annotations
@@ -314,13 +316,11 @@ ZOO: dict[str, ZooModel] = {
         ZooModel(
             "quicknet_small",
             _larq_zoo("QuickNetSmall", 32),
-            {".h5": "#15: larq_zoo's blurpool initializer is not registered for .h5 loading"},
             needs_larq_zoo=True,
         ),
         ZooModel(
             "binary_densenet28",
             _larq_zoo("BinaryDenseNet28", 32),
-            {".h5": "#15: the model class BinaryDenseNet is not registered for .h5 loading"},
             needs_larq_zoo=True,
         ),
         ZooModel(
@@ -332,13 +332,11 @@ ZOO: dict[str, ZooModel] = {
         ZooModel(
             "real_to_binary_net",
             _larq_zoo("RealToBinaryNet", 32),
-            {
-                fmt: "#15: Lambda layers (Python code: refused unless safe_mode=False; no IR "
-                "op) and a broadcasting Multiply (8, 8, 64) x (1, 1, 64) (the IR's multiply "
-                "takes same-shape inputs)"
-                for fmt in FORMATS
-            },
             needs_larq_zoo=True,
+            # its Lambda layers (identities, ``lambda x: x``) hold Python code: refused in
+            # safe mode; with safe_mode=False it loads, counts and emulates exactly
+            # (tests/test_broadcast.py)
+            refused="Lambda layer",
         ),
         ZooModel(
             "mobilenet_v2",

@@ -9,6 +9,7 @@ IR holds exactly the values the model computes with; a per-output-channel magnit
 from __future__ import annotations
 
 import contextlib
+import dis
 import os
 import zipfile
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import numpy as np
 
 from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph, Op, Quantizer
-from hw_sim.ops import tensor_precision
+from hw_sim.ops import broadcast_shape, tensor_precision
 from keras_ternary.contract import activations
 from keras_ternary.contract.errors import ContractError
 from keras_ternary.contract.geometry import output_hw, window_padding
@@ -102,12 +103,12 @@ def load(path: str, safe_mode: bool = True) -> Graph:
     ``safe_mode=False`` allows a model holding Python code (a ``Lambda`` layer), which
     loading runs; by default such a model is refused.
     """
-    from keras_ternary.modelfile import load_error_reason
+    from keras_ternary.modelfile import keras_load, load_error_reason
 
     _check_container(path, safe_mode)
-    tf = _import_tf()
+    _import_tf()
     try:
-        model = tf.keras.models.load_model(path, compile=False, safe_mode=safe_mode)
+        model = keras_load(path, compile=False, safe_mode=safe_mode)
     except Exception as exc:
         raise HwSimError(f"{path}: cannot load Keras model ({load_error_reason(exc)})") from None
     return from_keras_model(model, source=path)
@@ -254,7 +255,7 @@ class _Layer:
     def error(self, why: str) -> HwSimError:
         """The one-line error naming this layer and its type."""
         what = self.cls
-        if "function" in self.cfg:  # TFOpLambda / SlicingOpLambda: the TF function too
+        if self.cls in ("TFOpLambda", "SlicingOpLambda"):  # the TF function too
             what = f"{self.cls} {self.cfg['function']}"
         return HwSimError(f"layer {self.name!r} ({what}): {why}")
 
@@ -265,11 +266,12 @@ class _Layer:
         fields.setdefault("act_precision", self.in_prec)
         return Op(name=self.name, kind=kind, source_type=self.cls, **fields)
 
-    def same_shapes(self, what: str) -> None:
-        """Refuse inputs of different shapes (no broadcasting)."""
-        if any(self.shapes[n] != self.in_shape for n in self.inputs):
-            shapes = ", ".join(str(self.shapes[n]) for n in self.inputs)
-            raise self.error(f"broadcasting {what} is not supported (input shapes {shapes})")
+    def broadcasts(self) -> None:
+        """Refuse inputs that do not broadcast to the layer's output (numpy's rule)."""
+        shapes = [self.shapes[n] for n in self.inputs]
+        if broadcast_shape(shapes) != self.out_shape:
+            listed = ", ".join(map(str, shapes))
+            raise self.error(f"inputs of shapes {listed} do not broadcast to {self.out_shape}")
 
 
 Converted = Op | list[Op] | None
@@ -534,7 +536,7 @@ def _merge(kind: str, exactly: int | None = None) -> Converter:
     def convert(c: _Layer) -> Op:
         if exactly is not None and len(c.inputs) != exactly:
             raise c.error(f"expected {exactly} inputs, got {len(c.inputs)}")
-        c.same_shapes(kind)
+        c.broadcasts()
         return c.op(kind)
 
     return convert
@@ -613,6 +615,31 @@ def _global_pool(c: _Layer) -> Op:
 
 @keras_layer(*_IDENTITY_LAYERS)
 def _identity(c: _Layer) -> None:
+    return None
+
+
+def _is_identity(fn) -> bool:
+    """True if ``fn``'s byte code only returns its first argument (``lambda x: x``)."""
+    code = getattr(fn, "__code__", None)
+    if code is None or code.co_argcount < 1:
+        return False
+    steps = [
+        (i.opname, i.argval)
+        for i in dis.get_instructions(code)
+        if i.opname not in ("RESUME", "NOP", "CACHE")
+    ]
+    return steps == [("LOAD_FAST", code.co_varnames[0]), ("RETURN_VALUE", None)]
+
+
+@keras_layer("Lambda")
+def _lambda(c: _Layer) -> None:
+    """A Lambda runs Python code the IR cannot represent; only the identity is recognised, from
+    its byte code (larq_zoo's RealToBinaryNet names its block outputs with ``lambda x: x``)."""
+    if c.cfg.get("arguments") or not _is_identity(c.layer.function) or c.out_shape != c.in_shape:
+        raise c.error(
+            "a Lambda layer runs arbitrary Python code; hw_sim recognises only the identity "
+            "(lambda x: x)"
+        )
     return None
 
 

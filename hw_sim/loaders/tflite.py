@@ -38,7 +38,7 @@ import numpy as np
 
 from hw_sim.errors import HwSimError
 from hw_sim.ir import Graph, Op, Quantizer
-from hw_sim.ops import tensor_precision
+from hw_sim.ops import broadcast_shape, tensor_precision
 from keras_ternary.contract import activations, affine
 from keras_ternary.contract.errors import ContractError
 from keras_ternary.contract.geometry import output_hw, window_padding
@@ -540,8 +540,8 @@ def _binary(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
         raise HwSimError(f"{r.path}: layer {b.name_of(out, 'sub')!r}: SUB of a constant")
     name = b.name_of(out, {"ADD": "add", "MUL": "multiply", "SUB": "subtract"}[kind], opts)
     srcs = [b.src(t) for t in inputs]
-    if any(b.shape(t) != b.shape(out) for t in inputs):
-        raise HwSimError(f"{r.path}: layer {name!r}: broadcasting {kind} is not supported")
+    if broadcast_shape([b.shape(t) for t in inputs]) != b.shape(out):
+        raise HwSimError(f"{r.path}: layer {name!r}: the inputs of {kind} do not broadcast")
     ir_kind = {"ADD": "add", "MUL": "multiply", "SUB": "subtract"}[kind]
     current = b.emit(Op(name, ir_kind, srcs, b.shape(out), source_type=f"tflite:{kind}"), out)
     if kind == "ADD":
