@@ -188,22 +188,34 @@ def _near_threshold(x: np.ndarray, q) -> np.ndarray:
     return np.abs(np.abs(x) - delta) <= 4 * np.spacing(delta)
 
 
-def _teacher_forced_ops(graph, emulator, keras) -> tuple[list[str], dict[str, str]]:
-    """Compute ops that can be fed their Keras layer's input, and why the others cannot."""
-    names: list[str] = []
+def _teacher_forced_units(graph, emulator, keras) -> tuple[dict[str, str], dict[str, str]]:
+    """``({Keras layer: IR op fed its input}, {op: why not compared})``.
+
+    A layer is usually one op, fed the layer's input. A separable convolution is two ops
+    (``<name>/depthwise``, then ``<name>``) with no Keras tensor between them: the depthwise op
+    is fed the layer's input and the 1×1 op the emulator's depthwise output, compared as a
+    float layer; with int8 activations the 1×1 op quantizes a float Keras never computes,
+    so the layer is not compared.
+    """
+    units: dict[str, str] = {}
     skipped: dict[str, str] = {}
     for op in graph.compute_ops:
+        first = op.name
         producer = graph.op(op.inputs[0])
-        if op.name.endswith("/depthwise") or producer.name == f"{op.name}/depthwise":
-            skipped[op.name] = "part of a separable convolution: Keras has no tensor between"
-            continue
+        if op.name.endswith("/depthwise"):
+            continue  # compared with its 1×1 op
+        if producer.name == f"{op.name}/depthwise" and producer.is_compute:
+            first = producer.name
+            if emulator.plans[op.name].integer:
+                skipped[op.name] = "separable with int8 activations between its two ops"
+                continue
         try:
             keras.get_layer(op.name)
         except ValueError:
             skipped[op.name] = "no Keras layer of this name"
             continue
-        names.append(op.name)
-    return names, skipped
+        units[op.name] = first
+    return units, skipped
 
 
 class _TeacherForced:
@@ -219,16 +231,19 @@ class _TeacherForced:
     float rounding of the threshold is counted apart from one that is not.
     """
 
-    def __init__(self, emulator, keras, names: list[str], skipped: dict[str, str], twin, tf):
-        self.emulator, self.tf, self.skipped = emulator, tf, skipped
-        self.layers = {n: keras.get_layer(n) for n in names}
-        self.twins = {n: twin(n) for n in names}
+    def __init__(self, emulator, keras, units: dict[str, str], skipped: dict[str, str], twin, tf):
+        self.emulator, self.tf, self.skipped, self.first = emulator, tf, skipped, units
+        self.layers = {n: keras.get_layer(n) for n in units}
+        self.twins = {n: twin(n) for n in units}
         self.stats: dict[str, dict] = {}
-        for name in names:
+        for name, first in units.items():
             plan = emulator.plans[name]
-            s = {"kind": "integer" if plan.integer else "float", "values": 0}
-            s.update({"mismatches": 0} if plan.integer else {"max_abs_diff": 0.0, "max_abs": 0.0})
-            if plan.op.input_quantizer is not None:
+            integer = plan.integer and first == name
+            s = {"kind": "integer" if integer else "float", "values": 0}
+            s.update({"mismatches": 0} if integer else {"max_abs_diff": 0.0, "max_abs": 0.0})
+            if first != name:
+                s["ops"] = [first, name]
+            if emulator.plans[first].op.input_quantizer is not None:
                 s.update(quantizer_values=0, quantizer_mismatches=0, quantizer_at_threshold=0)
             self.stats[name] = s
 
@@ -238,22 +253,30 @@ class _TeacherForced:
 
     def update(self, captured: list[np.ndarray]) -> None:
         """Feed one batch of captured layer inputs to the emulator's kernels and to Keras."""
+        from hw_sim.emulate import epilogue
+
         tf, emulator = self.tf, self.emulator
         for (name, layer), x in zip(self.layers.items(), captured, strict=True):
-            op, s = emulator.plans[name].op, self.stats[name]
-            if op.input_quantizer is not None:
+            first, s = self.first[name], self.stats[name]
+            q = emulator.plans[first].op.input_quantizer
+            if q is not None:
                 fed = np.asarray(layer.input_quantizer(tf.constant(x, tf.float32)))
                 fed = fed.astype(np.int8)
-                differ = emulator.kernel_input(name, x) != fed
-                near = _near_threshold(x, op.input_quantizer)
+                differ = emulator.kernel_input(first, x) != fed
+                near = _near_threshold(x, q)
                 s["quantizer_values"] += fed.size
                 s["quantizer_mismatches"] += int(np.count_nonzero(differ & ~near))
                 s["quantizer_at_threshold"] += int(np.count_nonzero(differ & near))
             else:
-                fed = emulator.kernel_input(name, x)
-            acc = emulator.accumulate(name, fed).astype(np.float64)
+                fed = emulator.kernel_input(first, x)
+            acc = emulator.accumulate(first, fed)
+            if first != name:  # separable: the 1×1 op reads the emulated depthwise output
+                plan = emulator.plans[first]
+                mid = epilogue(plan.op, acc, plan.act_scale)
+                acc = emulator.accumulate(name, emulator.kernel_input(name, mid))
+            acc = acc.astype(np.float64)
             ref = self.twins[name](tf.constant(fed.astype(np.float32)))
-            diff = np.abs(acc - _expected_accumulators(op, np.asarray(ref)))
+            diff = np.abs(acc - _expected_accumulators(emulator.plans[name].op, np.asarray(ref)))
             s["values"] += acc.size
             if s["kind"] == "integer":
                 s["mismatches"] += int(np.count_nonzero(diff > ACC_TOLERANCE))
@@ -327,7 +350,7 @@ def compare_with_keras(
     forced = None
     if teacher_forced:
         forced = _TeacherForced(
-            emulator, keras, *_teacher_forced_ops(graph, emulator, keras), twin, tf
+            emulator, keras, *_teacher_forced_units(graph, emulator, keras), twin, tf
         )
     captures = forced.inputs() if forced else []
     probe = tf.keras.Model(
