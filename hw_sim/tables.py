@@ -288,6 +288,10 @@ def compare_accelerators(result: dict) -> str:
     return "accelerators compared (total energy): " + "; ".join(parts)
 
 
+def _layers(n: int) -> str:
+    return f"{n} layer" + ("" if n == 1 else "s")
+
+
 def _teacher_forced_line(forced: dict) -> str:
     """One line on the teacher-forced comparison (``compare_with_keras``)."""
     layers = forced["layers"]
@@ -297,7 +301,7 @@ def _teacher_forced_line(forced: dict) -> str:
     if integer:
         wrong = {n: s["mismatches"] for n, s in integer.items() if s["mismatches"]}
         parts.append(
-            f"integer accumulators exact ({len(integer)} layers)"
+            f"integer accumulators exact ({_layers(len(integer))})"
             if not wrong
             else "integer accumulators MISMATCH ("
             + ", ".join(f"{n}: {m} of {integer[n]['values']}" for n, m in wrong.items())
@@ -306,7 +310,7 @@ def _teacher_forced_line(forced: dict) -> str:
     if floats:
         rel = max(s["max_abs_diff"] / max(1.0, s["max_abs"]) for s in floats)
         verdict = "within rounding" if forced["float_close"] else "MISMATCH"
-        parts.append(f"float layers {verdict} (max rel. diff {rel:.2g}, {len(floats)} layers)")
+        parts.append(f"float layers {verdict} (max rel. diff {rel:.2g}, {_layers(len(floats))})")
     quantized = sum(s.get("quantizer_values", 0) for s in layers.values())
     if quantized:
         differ = forced["quantizer_mismatches"]

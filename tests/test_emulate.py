@@ -227,7 +227,7 @@ def test_profile_cli_hook(tmp_path):
     json.dumps(report)  # JSON-ready
     text = emulation_table(report)
     assert "agreement with Keras (free-running): top-1 100.00%" in text
-    assert re.search(r"\(teacher-forced.*: integer accumulators exact \(\d+ layers\)", text)
+    assert re.search(r"\(teacher-forced.*: integer accumulators exact \(\d+ layers?\)", text)
     assert emulation_from_args(parser.parse_args([path]), graph, path) is None
     with pytest.raises(HwSimError, match="exactly one of"):
         emulation_from_args(parser.parse_args([path, "--emulate", "2"]), graph, path)
@@ -283,6 +283,7 @@ def test_emulate_accuracy_script(tmp_path, capsys):
     assert script.main(argv) == 0
     report = json.loads(out.read_text())
     assert report["images"] == 8 and report["act_mode"] == "int8"
+    assert report["teacher_forced_accumulators_exact"] and report["teacher_forced_agrees"]
     assert report["difference_points"] == pytest.approx(
         report["emulated_accuracy"] - report["keras_accuracy"]
     )
