@@ -161,6 +161,14 @@ def test_zoo_emulation_agrees_with_keras(entry: ZooModel, zoo_dir):
     model, _, _ = _built(entry, zoo_dir)
     graph = _graph(entry, entry.formats[0], zoo_dir)
     _check_emulation(model, Emulator(graph, act_mode="float"))
+    if not entry.needs_larq_zoo:  # small models: float-input ternary layers are float above
+        x = np.random.default_rng(1).normal(size=(4, *model.input_shape[1:])).astype(np.float32)
+        forced = compare_with_keras(model, Emulator(graph, act_mode="int8"), x)[0]
+        layers = forced["teacher_forced"]["layers"]
+        quantized = [op.name for op in graph.compute_ops if op.is_quantized]
+        integer = [n for n, s in layers.items() if s["kind"] == "integer"]
+        assert set(integer) == set(quantized) - set(forced["teacher_forced"]["skipped"])
+        assert forced["teacher_forced"]["agrees"], layers
 
 
 @pytest.mark.parametrize(
