@@ -210,6 +210,10 @@ def _teacher_forced_units(graph, emulator, keras) -> tuple[dict[str, str], dict[
                 for name in (first, op.name):
                     skipped[name] = "separable with int8 activations between its two ops"
                 continue
+        q = emulator.plans[first].op.input_quantizer
+        if q is not None and q.kind != "sign" and q.delta >= 1:
+            skipped[op.name] = "input quantizer's Δ >= 1 would quantize the ±1 fed to Keras again"
+            continue
         try:
             keras.get_layer(op.name)
         except ValueError:
