@@ -87,7 +87,8 @@ def _add_emulation_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="run N images bit-exactly on the accelerator kernels and add agreement with "
-        "Keras, measured activation sparsity and data-dependent counts/energy to the report",
+        "Keras (free-running, and teacher-forced: each layer fed Keras' input for it), "
+        "measured activation sparsity and data-dependent counts/energy to the report",
     )
     group.add_argument(
         "--inputs",
@@ -121,7 +122,9 @@ def _add_emulation_arguments(parser: argparse.ArgumentParser) -> None:
         help="images per emulated batch (default: %(default)s)",
     )
     group.add_argument(
-        "--no-compare", action="store_true", help="skip running the Keras model for agreement"
+        "--no-compare",
+        action="store_true",
+        help="skip running the Keras model (both agreement checks)",
     )
 
 

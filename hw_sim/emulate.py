@@ -342,14 +342,28 @@ class Emulator:
 
     def _input(self, plan: LayerPlan, values: dict, quantized: dict) -> np.ndarray:
         name = plan.op.inputs[0]
+        if plan.op.input_quantizer is not None and name in quantized:
+            return quantized[name]
+        return self.kernel_input(plan.op.name, values[name])
+
+    def kernel_input(self, name: str, x: np.ndarray) -> np.ndarray:
+        """What compute op ``name``'s kernel consumes for its float input ``x``: the input
+        quantizer's values (int8 ``{-1, 0, +1}``), int8 integers, or float32."""
+        plan = self.plans[name]
         q = plan.op.input_quantizer
         if q is not None:
-            if name in quantized:
-                return quantized[name]
-            return apply_quantizer(values[name], q)
+            return apply_quantizer(x, q)
         if plan.act == "int8":
-            return quantize_int8(values[name], plan.act_scale)
-        return values[name].astype(np.float32, copy=False)
+            return quantize_int8(x, plan.act_scale)
+        return np.asarray(x).astype(np.float32, copy=False)
+
+    def accumulate(self, name: str, x_in: np.ndarray) -> np.ndarray:
+        """The accumulators of compute op ``name`` alone, for a kernel input ``x_in`` in the
+        form :meth:`kernel_input` gives (a teacher-forced step: the rest of the graph does
+        not run, and no counts are kept)."""
+        if not self._compiled:
+            raise HwSimError("run a batch first: int8 scales are calibrated on it")
+        return self._kernel(self.plans[name], x_in)[0]
 
     def forward(self, x: np.ndarray, capture=(), keep_accumulators: bool = False) -> ForwardResult:
         """Run one batch; ``capture`` names float tensors to return."""

@@ -5,8 +5,10 @@
   popcount layers, ``zeroskip`` for add/subtract layers), measured activation sparsity,
   and compute energy from the measured actions (same technology table).
 * :func:`compare_with_keras`: runs the Keras model and the emulator batch by batch and
-  reports top-1 agreement, the largest logit difference and, per layer, whether the
-  integer accumulators equal the Keras layer outputs exactly.
+  reports, free-running (the emulator on its own activations), top-1 agreement, the
+  largest logit difference and, per layer, whether the integer accumulators equal the Keras
+  layer outputs exactly; and teacher-forced (each layer fed the input Keras computed for
+  it), whether every integer accumulator is exact and every float layer within rounding.
 
 The ``--emulate`` option of ``python -m hw_sim`` (:mod:`hw_sim.__main__`) puts both in the
 profile report.
@@ -18,7 +20,7 @@ import numpy as np
 
 from hw_sim.ir import Graph
 
-__all__ = ["compare_with_keras", "emulation_report"]
+__all__ = ["ACC_TOLERANCE", "FLOAT_TOLERANCE", "compare_with_keras", "emulation_report"]
 
 
 def _measured_actions(op, counts: dict, tech) -> dict[str, float]:
@@ -144,40 +146,229 @@ def _keras_model(model, safe_mode: bool = True):
     return model
 
 
-def _pre_activation_output(layer, tf):
-    """The output of ``layer`` before its fused activation (``activation="relu"`` etc.).
+#: An integer accumulator is a mismatch when it differs from Keras' by more than this (Keras'
+#: output minus the bias, divided by a channel scale, in float64).
+ACC_TOLERANCE = 1e-3
+#: A teacher-forced float layer agrees when ``max |emulated - Keras|`` of its accumulators is
+#: at most this times ``max(1, max |Keras|)`` (fp32 sums in another order differ by ulps).
+FLOAT_TOLERANCE = 1e-4
 
-    The accumulators are pre-activation values; for a layer with a fused activation the
-    comparison reads a twin of the layer with ``activation="linear"`` and the same weights,
-    applied to the same input.
+
+def _linear_twin(layer, tf):
+    """``layer``, or for a fused activation (``activation="relu"`` etc.) a built twin with
+    ``activation="linear"`` and the same weights: the accumulators are pre-activation values.
     """
     activation = getattr(layer, "activation", None)
     if activation is None or tf.keras.activations.serialize(activation) == "linear":
-        return layer.output
+        return layer
     config = {**layer.get_config(), "activation": "linear", "name": f"{layer.name}_pre_act"}
     twin = type(layer).from_config(config)
-    output = twin(layer.input)
+    twin(tf.zeros((1, *layer.input_shape[1:])))  # builds it (quantizers' Δ included)
     twin.set_weights(layer.get_weights())
-    return output
+    return twin
+
+
+def _expected_accumulators(op, keras_output: np.ndarray) -> np.ndarray:
+    """Keras' pre-activation output of ``op``'s layer in accumulator units (float64): minus
+    the bias, divided by the channel scale."""
+    expected = np.asarray(keras_output, dtype=np.float64)
+    if op.bias is not None:
+        expected = expected - op.bias
+    if op.weight_scale is not None:
+        expected = expected / op.weight_scale
+    return expected
+
+
+def _near_threshold(x: np.ndarray, q) -> np.ndarray:
+    """Where ``x`` lies within float32 rounding (4 ulps) of quantizer ``q``'s threshold."""
+    x = np.asarray(x, dtype=np.float32)
+    if q.kind == "sign":
+        return np.abs(x) <= np.finfo(np.float32).tiny
+    delta = np.float32(q.delta)
+    return np.abs(np.abs(x) - delta) <= 4 * np.spacing(delta)
+
+
+def _teacher_forced_units(graph, emulator, keras) -> tuple[dict[str, str], dict[str, str]]:
+    """``({Keras layer: IR op fed its input}, {op: why not compared})``.
+
+    A layer is usually one op, fed the layer's input. A separable convolution is two ops
+    (``<name>/depthwise``, then ``<name>``) with no Keras tensor between them: the depthwise op
+    is fed the layer's input and the 1×1 op the emulator's depthwise output, compared as a
+    float layer; with int8 activations the 1×1 op quantizes a float Keras never computes,
+    so the layer is not compared.
+    """
+    units: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for op in graph.compute_ops:
+        first = op.name
+        producer = graph.op(op.inputs[0])
+        if op.name.endswith("/depthwise"):
+            continue  # compared with its 1×1 op
+        if producer.name == f"{op.name}/depthwise" and producer.is_compute:
+            first = producer.name
+            if emulator.plans[op.name].integer:
+                for name in (first, op.name):
+                    skipped[name] = "separable with int8 activations between its two ops"
+                continue
+        q = emulator.plans[first].op.input_quantizer
+        if q is not None and q.kind != "sign" and q.delta >= 1:
+            skipped[op.name] = "input quantizer's Δ >= 1 would quantize the ±1 fed to Keras again"
+            continue
+        try:
+            keras.get_layer(op.name)
+        except ValueError:
+            skipped[op.name] = "no Keras layer of this name"
+            continue
+        units[op.name] = first
+    return units, skipped
+
+
+class _TeacherForced:
+    """Per-layer statistics of the teacher-forced comparison (see :func:`compare_with_keras`).
+
+    Each compute op is fed what Keras computed as its layer's input. A layer with an input
+    quantizer gets the values TensorFlow's quantizer (the Keras layer's own) makes of it;
+    an int8 layer gets the emulator's int8 quantization of it; a float layer the float
+    values. The same values go into the emulator's kernel and into the Keras layer (its
+    input quantizer leaves quantized values unchanged), so integer accumulators must be
+    equal whatever the CPU: both are exact integer sums. The emulator's own quantizer is
+    compared with TensorFlow's on the same float input separately; a disagreement within
+    float rounding of the threshold is counted apart from one that is not.
+    """
+
+    def __init__(self, emulator, keras, units: dict[str, str], skipped: dict[str, str], twin, tf):
+        self.emulator, self.tf, self.skipped, self.first = emulator, tf, skipped, units
+        self.layers = {n: keras.get_layer(n) for n in units}
+        self.twins = {n: twin(n) for n in units}
+        self.stats: dict[str, dict] = {}
+        for name, first in units.items():
+            plan = emulator.plans[name]
+            integer = plan.integer and first == name
+            s = {"kind": "integer" if integer else "float", "values": 0}
+            s.update({"mismatches": 0} if integer else {"max_abs_diff": 0.0, "max_abs": 0.0})
+            if first != name:
+                s["ops"] = [first, name]
+            if emulator.plans[first].op.input_quantizer is not None:
+                s.update(quantizer_values=0, quantizer_mismatches=0, quantizer_at_threshold=0)
+            self.stats[name] = s
+
+    def inputs(self) -> list:
+        """The Keras tensors to capture: each layer's input."""
+        return [layer.input for layer in self.layers.values()]
+
+    def update(self, captured: list[np.ndarray]) -> None:
+        """Feed one batch of captured layer inputs to the emulator's kernels and to Keras."""
+        from hw_sim.emulate import epilogue
+
+        tf, emulator = self.tf, self.emulator
+        for (name, layer), x in zip(self.layers.items(), captured, strict=True):
+            first, s = self.first[name], self.stats[name]
+            q = emulator.plans[first].op.input_quantizer
+            if q is not None:
+                fed = np.asarray(layer.input_quantizer(tf.constant(x, tf.float32)))
+                fed = fed.astype(np.int8)
+                differ = emulator.kernel_input(first, x) != fed
+                near = _near_threshold(x, q)
+                s["quantizer_values"] += fed.size
+                s["quantizer_mismatches"] += int(np.count_nonzero(differ & ~near))
+                s["quantizer_at_threshold"] += int(np.count_nonzero(differ & near))
+            else:
+                fed = emulator.kernel_input(first, x)
+            acc = emulator.accumulate(first, fed)
+            if first != name:  # separable: the 1×1 op reads the emulated depthwise output
+                plan = emulator.plans[first]
+                mid = epilogue(plan.op, acc, plan.act_scale)
+                acc = emulator.accumulate(name, emulator.kernel_input(name, mid))
+            acc = acc.astype(np.float64)
+            ref = self.twins[name](tf.constant(fed.astype(np.float32)))
+            diff = np.abs(acc - _expected_accumulators(emulator.plans[name].op, np.asarray(ref)))
+            s["values"] += acc.size
+            if s["kind"] == "integer":
+                s["mismatches"] += int(np.count_nonzero(diff > ACC_TOLERANCE))
+            else:
+                s["max_abs_diff"] = max(s["max_abs_diff"], float(diff.max(initial=0.0)))
+                s["max_abs"] = max(s["max_abs"], float(np.abs(acc).max(initial=0.0)))
+
+    def summary(self) -> dict:
+        """The ``teacher_forced`` section of the agreement."""
+        layers = {}
+        for name, s in self.stats.items():
+            s = dict(s)
+            if s["kind"] == "integer":
+                s["exact"] = s["mismatches"] == 0
+            else:
+                s["close"] = s["max_abs_diff"] <= FLOAT_TOLERANCE * max(1.0, s["max_abs"])
+            layers[name] = s
+        integer = [s for s in layers.values() if s["kind"] == "integer"]
+        floats = [s for s in layers.values() if s["kind"] == "float"]
+        out = {
+            "layers": layers,
+            "skipped": dict(self.skipped),
+            "accumulators_exact": all(s["exact"] for s in integer),
+            "float_close": all(s["close"] for s in floats),
+            "quantizer_mismatches": sum(s.get("quantizer_mismatches", 0) for s in layers.values()),
+            "quantizer_at_threshold": sum(
+                s.get("quantizer_at_threshold", 0) for s in layers.values()
+            ),
+        }
+        out["agrees"] = (
+            out["accumulators_exact"] and out["float_close"] and not out["quantizer_mismatches"]
+        )
+        return out
 
 
 def compare_with_keras(
-    model, emulator, x: np.ndarray, batch_size: int = 64, progress=False, safe_mode: bool = True
+    model,
+    emulator,
+    x: np.ndarray,
+    batch_size: int = 64,
+    progress=False,
+    safe_mode: bool = True,
+    teacher_forced: bool = True,
 ):
     """Run Keras and the emulator on ``x``; return ``(agreement dict, EmulationResult)``.
 
-    A layer's accumulators are compared when they are integers: the Keras output before the
-    layer's fused activation, minus its bias, must equal them exactly (a channel scale is
-    divided out first).
+    Free-running (what a deployment computes): the emulator runs on its own activations;
+    ``top1_agreement``, ``max_abs_logit_diff`` and, per layer whose accumulators are
+    integers, ``accumulators`` (mismatches against the Keras output before the layer's
+    fused activation, minus its bias, divided by a channel scale). A value that lies within
+    float rounding of a quantizer threshold can quantize differently in TensorFlow and numpy
+    and the flip propagates downstream, so these may differ by a few values on some CPUs.
+
+    Teacher-forced (``teacher_forced=True``; ``agreement["teacher_forced"]``): each compute
+    op is fed its Keras layer's input (see :class:`_TeacherForced`): integer accumulators
+    must then be exact on any CPU, float layers within :data:`FLOAT_TOLERANCE`, and the
+    emulator's input quantizers equal to TensorFlow's away from thresholds (``agrees``).
     """
     keras = _keras_model(model, safe_mode)
     graph = emulator.graph
-    names = [op.name for op in graph.compute_ops if emulator.plans[op.name].integer]
+    # integer accumulators Keras computes as a layer's output: not int8 ones (Keras sums the
+    # float values) nor a separable convolution's depthwise part (no Keras tensor)
+    names = [
+        op.name
+        for op in graph.compute_ops
+        if emulator.plans[op.name].integer
+        and emulator.plans[op.name].act != "int8"
+        and not op.name.endswith("/depthwise")
+    ]
     import tensorflow as tf
 
+    twins: dict = {}
+
+    def twin(name: str):
+        if name not in twins:
+            twins[name] = _linear_twin(keras.get_layer(name), tf)
+        return twins[name]
+
+    forced = None
+    if teacher_forced:
+        forced = _TeacherForced(
+            emulator, keras, *_teacher_forced_units(graph, emulator, keras), twin, tf
+        )
+    captures = forced.inputs() if forced else []
     probe = tf.keras.Model(
         keras.inputs,
-        [_pre_activation_output(keras.get_layer(n), tf) for n in names] + [keras.output],
+        [twin(n)(keras.get_layer(n).input) for n in names] + captures + [keras.output],
     )
     stats = {n: {"values": 0, "mismatches": 0} for n in names}
     logits: list[np.ndarray] = []
@@ -185,18 +376,15 @@ def compare_with_keras(
     def on_batch(batch: np.ndarray, res) -> None:
         outs = probe(batch, training=False)
         outs = [np.asarray(o) for o in (outs if isinstance(outs, list) else [outs])]
-        for name, ref in zip(names, outs[:-1], strict=True):
-            op = graph.op(name)
-            expected = ref.astype(np.float64)
-            if op.bias is not None:
-                expected = expected - op.bias
-            if op.weight_scale is not None:
-                expected = expected / op.weight_scale
-            if op.act_precision == "float32" and emulator.plans[name].act_scale:
-                continue  # int8 accumulators are not the Keras float pre-activations
+        for name, ref in zip(names, outs[: len(names)], strict=True):
             acc = res.accumulators[name].astype(np.float64)
+            expected = _expected_accumulators(graph.op(name), ref)
             stats[name]["values"] += acc.size
-            stats[name]["mismatches"] += int(np.count_nonzero(np.abs(acc - expected) > 1e-3))
+            stats[name]["mismatches"] += int(
+                np.count_nonzero(np.abs(acc - expected) > ACC_TOLERANCE)
+            )
+        if forced is not None:
+            forced.update(outs[len(names) : -1])
         logits.append(outs[-1])
 
     result = emulator.run(x, batch_size=batch_size, progress=progress, on_batch=on_batch)
@@ -210,5 +398,7 @@ def compare_with_keras(
         },
     }
     agreement["accumulators_exact"] = all(s["exact"] for s in agreement["accumulators"].values())
+    if forced is not None:
+        agreement["teacher_forced"] = forced.summary()
     agreement["keras_logits"] = ref
     return agreement, result

@@ -288,6 +288,46 @@ def compare_accelerators(result: dict) -> str:
     return "accelerators compared (total energy): " + "; ".join(parts)
 
 
+def _layers(n: int) -> str:
+    return f"{n} layer" + ("" if n == 1 else "s")
+
+
+def _teacher_forced_line(forced: dict) -> str:
+    """One line on the teacher-forced comparison (``compare_with_keras``)."""
+    layers = forced["layers"]
+    integer = {n: s for n, s in layers.items() if s["kind"] == "integer"}
+    floats = [s for s in layers.values() if s["kind"] == "float"]
+    parts = []
+    if integer:
+        wrong = {n: s["mismatches"] for n, s in integer.items() if s["mismatches"]}
+        parts.append(
+            f"integer accumulators exact ({_layers(len(integer))})"
+            if not wrong
+            else "integer accumulators MISMATCH ("
+            + ", ".join(f"{n}: {m} of {integer[n]['values']}" for n, m in wrong.items())
+            + ")"
+        )
+    if floats:
+        rel = max(s["max_abs_diff"] / max(1.0, s["max_abs"]) for s in floats)
+        verdict = "within rounding" if forced["float_close"] else "MISMATCH"
+        parts.append(f"float layers {verdict} (max rel. diff {rel:.2g}, {_layers(len(floats))})")
+    quantized = sum(s.get("quantizer_values", 0) for s in layers.values())
+    if quantized:
+        differ = forced["quantizer_mismatches"]
+        at = forced["quantizer_at_threshold"]
+        parts.append(
+            f"input quantizers {'as' if not differ else 'MISMATCH with'} TensorFlow's "
+            f"({differ} of {quantized:,} values differ"
+            + (f", {at} more at a threshold" if at else "")
+            + ")"
+        )
+    if forced["skipped"]:
+        parts.append("not compared: " + ", ".join(forced["skipped"]))
+    return "agreement with Keras (teacher-forced, each layer fed Keras' input): " + "; ".join(
+        parts or ["no layer"]
+    )
+
+
 def emulation_table(em: dict) -> str:
     """The ``--emulate`` section: agreement, accuracy, activation sparsity, measured counts."""
     out = [
@@ -298,10 +338,12 @@ def emulation_table(em: dict) -> str:
     if agreement:
         exact = agreement["accumulators_exact"] if agreement["accumulators"] else None
         out.append(
-            f"agreement with Keras: top-1 {100 * agreement['top1_agreement']:.2f}%, "
+            f"agreement with Keras (free-running): top-1 {100 * agreement['top1_agreement']:.2f}%, "
             f"max |logit diff| {agreement['max_abs_logit_diff']:.3g}, integer accumulators "
             + ("n/a" if exact is None else ("exact" if exact else "MISMATCH"))
         )
+        if agreement.get("teacher_forced"):
+            out.append(_teacher_forced_line(agreement["teacher_forced"]))
     accuracy = em.get("accuracy")
     if accuracy:
         out.append("accuracy: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in accuracy.items()))

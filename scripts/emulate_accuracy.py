@@ -8,7 +8,8 @@ The test images are normalised as in training; int8 activation scales (float-act
 models) are calibrated on the first ``--calibration`` training images (max-abs, static
 bounds for bounded activations; docs/emulation.md). Prints a JSON report: Keras and
 emulated accuracy, their difference in percentage points, top-1 agreement, whether every
-integer accumulator matched Keras exactly, and ``within_tolerance``; ``--check`` makes the
+integer accumulator matched Keras exactly (free-running, and teacher-forced: each layer fed
+Keras' input for it; docs/emulation.md), and ``within_tolerance``; ``--check`` makes the
 exit status 1 when the difference exceeds ``--tolerance`` points. Bad input: one error
 line on stderr, exit status 2.
 """
@@ -97,6 +98,8 @@ def measure(args) -> dict:
         "top1_agreement": agreement["top1_agreement"],
         "max_abs_logit_diff": agreement["max_abs_logit_diff"],
         "accumulators_exact": agreement["accumulators_exact"],
+        "teacher_forced_accumulators_exact": agreement["teacher_forced"]["accumulators_exact"],
+        "teacher_forced_agrees": agreement["teacher_forced"]["agrees"],
         "seconds": seconds,
     }
 

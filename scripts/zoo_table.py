@@ -6,7 +6,8 @@ For each model of the test zoo (tests/zoo.py: small Keras/larq models with every
 layer type, larq_zoo architectures with weights=None when larq_zoo is installed), built
 seeded with random weights: save it (.h5), load it in hw_sim (load time), profile it on
 every accelerator (profile time), count MACs, and emulate 4 random inputs against Keras
-(integer accumulators exact? top-1 equal on the images whose top-2 logits are not a near
+(teacher-forced, each layer fed Keras' input: integer accumulators exact and float layers
+within rounding? free-running: top-1 equal on the images whose top-2 logits are not a near
 tie?). Prints a markdown table (and writes it with --out). Models hw_sim refuses appear with
 their one-line reason.
 """
@@ -57,7 +58,7 @@ def _row(entry, folder: Path) -> str:
     top2 = np.sort(logits, axis=-1)[:, -2:]
     decisive = top2[:, 1] - top2[:, 0] > 1e-4 * np.maximum(1.0, np.abs(top2[:, 1]))
     same = int((result.logits.argmax(-1) == logits.argmax(-1))[decisive].sum())
-    exact = "yes" if agreement["accumulators_exact"] else "no"
+    exact = "yes" if agreement["teacher_forced"]["agrees"] else "no"
     cells = [
         entry.name,
         fmt,
@@ -83,7 +84,8 @@ def main() -> int:
     header = (
         "| model | file | MACs | zero weights | "
         + " | ".join(f"{name} µJ" for name in ACCELERATORS)
-        + " | FP32 µJ | INT8 µJ | binary µJ | accumulators exact, top-1 equal | load / profile s |"
+        + " | FP32 µJ | INT8 µJ | binary µJ | teacher-forced exact, top-1 equal"
+        + " | load / profile s |"
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import larq as lq
@@ -27,6 +28,7 @@ from hw_sim.ir import Quantizer
 from hw_sim.kernels import available_backends
 from hw_sim.kernels.threshold import derive_thresholds
 from hw_sim.loaders.keras import from_keras_model
+from hw_sim.tables import emulation_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,6 +84,11 @@ def test_quantized_activation_model_is_bit_exact(input_quantizer):
     assert agreement["accumulators_exact"], layers
     assert agreement["top1_agreement"] == 1.0
     assert agreement["max_abs_logit_diff"] < 1e-4
+    forced = agreement["teacher_forced"]
+    assert forced["agrees"], forced
+    integer = [n for n, s in forced["layers"].items() if s["kind"] == "integer"]
+    assert sorted(integer) == sorted(layers)  # the same layers, each fed Keras' input
+    assert forced["layers"]["conv1"]["kind"] == "float"  # the float-input stem
     kernels = {p["name"]: p["kernel"] for p in result.plans}
     assert kernels["conv1"] == "addsub" and kernels["fc"] == "popcount"
     folded = [p for p in result.plans if p["thresholds"]]
@@ -129,6 +136,11 @@ def test_float_activation_model_runs_int8_and_counts_match_analytic():
     assert agreement["top1_agreement"] >= 0.9
     ref = np.abs(agreement["keras_logits"]).max()
     assert agreement["max_abs_logit_diff"] < 0.25 * ref
+    # teacher-forced, each int8 layer's kernel gets the int8 integers of Keras' own input,
+    # and so does Keras: the int8 accumulators are exact too
+    forced = agreement["teacher_forced"]
+    kinds = {s["kind"] for s in forced["layers"].values()}
+    assert "integer" in kinds and forced["agrees"], forced
     assert result.scales["stage1_block1_conv1" and "tanh1"]["method"] == "static"
     assert "max-abs" in result.scales["image"]["method"]
     report = emulation_report(graph, result)
@@ -210,8 +222,12 @@ def test_profile_cli_hook(tmp_path):
     report = emulation_from_args(args, graph, path)
     assert report["images"] == 4
     assert report["agreement"]["accumulators_exact"]
+    assert report["agreement"]["teacher_forced"]["agrees"]
     assert report["accuracy"]["emulated"] == report["accuracy"]["keras"]
     json.dumps(report)  # JSON-ready
+    text = emulation_table(report)
+    assert "agreement with Keras (free-running): top-1 100.00%" in text
+    assert re.search(r"\(teacher-forced.*: integer accumulators exact \(\d+ layers?\)", text)
     assert emulation_from_args(parser.parse_args([path]), graph, path) is None
     with pytest.raises(HwSimError, match="exactly one of"):
         emulation_from_args(parser.parse_args([path, "--emulate", "2"]), graph, path)
@@ -267,6 +283,7 @@ def test_emulate_accuracy_script(tmp_path, capsys):
     assert script.main(argv) == 0
     report = json.loads(out.read_text())
     assert report["images"] == 8 and report["act_mode"] == "int8"
+    assert report["teacher_forced_accumulators_exact"] and report["teacher_forced_agrees"]
     assert report["difference_points"] == pytest.approx(
         report["emulated_accuracy"] - report["keras_accuracy"]
     )

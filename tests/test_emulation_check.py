@@ -1,8 +1,9 @@
-"""``compare_with_keras`` on layers with a fused activation (``QuantDense(activation=...)``).
+"""``compare_with_keras``: fused activations (``QuantDense(activation=...)``), teacher forcing.
 
 The integer accumulators are pre-activation values: they must be compared with the Keras
 layer's output before its activation, so a model whose emulation is exact reports
-``accumulators_exact`` whatever activations its layers fuse.
+``accumulators_exact`` whatever activations its layers fuse. The teacher-forced comparison
+keeps the emulator's input quantizer apart from its kernels.
 """
 
 from __future__ import annotations
@@ -67,3 +68,57 @@ def test_fused_activation_accumulators_exact(conv_act, dense_act, out_act):
     assert {"conv2", "fc1", "fc2"} <= set(compared)  # the binary-input layers are integer
     assert agreement["accumulators_exact"], compared
     assert agreement["top1_agreement"] == 1.0
+
+
+def _ternary_input_model() -> tf.keras.Model:
+    init = tf.keras.initializers.RandomUniform(-0.5, 0.5, seed=5)
+    inputs = tf.keras.Input((4, 4, 2))
+    x = lq.layers.QuantConv2D(
+        6,
+        2,
+        kernel_initializer=init,
+        input_quantizer=Ternary(0.25),
+        kernel_quantizer=Ternary(0.1),
+        name="conv",
+    )(inputs)
+    x = tf.keras.layers.Flatten()(x)
+    x = lq.layers.QuantDense(
+        3, kernel_initializer=init, input_quantizer="ste_sign", kernel_quantizer="ste_sign"
+    )(x)
+    return tf.keras.Model(inputs, x)
+
+
+@pytest.mark.parametrize(
+    "broken, at_threshold",
+    [
+        (lambda x, q: np.where(np.abs(x) >= q.delta, np.sign(x), 0).astype(np.int8), True),
+        (lambda x, q: -np.sign(x).astype(np.int8), False),
+    ],
+    ids=["ge-instead-of-gt", "negated"],
+)
+def test_teacher_forced_separates_quantizer_from_kernel(broken, at_threshold, monkeypatch):
+    """Teacher-forced, a wrong input quantizer in the emulator leaves the accumulators exact
+    (both sides are fed TensorFlow's quantization of Keras' input) and is counted on its own:
+    a disagreement only at ``|x| == Δ`` (values exactly at the threshold: multiples of 1/4,
+    Δ = 0.25) as at a threshold, a plain one as a mismatch."""
+    import hw_sim.emulate
+
+    model = _ternary_input_model()
+    graph = from_keras_model(model)
+    x = (np.random.default_rng(1).integers(-8, 9, (5, 4, 4, 2)) / 4).astype(np.float32)
+    assert np.any(np.abs(x) == 0.25)
+    true = hw_sim.emulate.apply_quantizer
+    monkeypatch.setattr(
+        hw_sim.emulate,
+        "apply_quantizer",
+        lambda x, q: broken(np.asarray(x, np.float32), q) if q.kind == "ternary" else true(x, q),
+    )
+    forced = compare_with_keras(model, Emulator(graph), x)[0]["teacher_forced"]
+    conv = forced["layers"]["conv"]
+    assert conv["kind"] == "integer" and conv["exact"], conv
+    assert forced["accumulators_exact"]
+    if at_threshold:
+        assert conv["quantizer_at_threshold"] == np.count_nonzero(np.abs(x) == 0.25) > 0
+        assert conv["quantizer_mismatches"] == 0 and forced["agrees"]
+    else:
+        assert conv["quantizer_mismatches"] > 0 and not forced["agrees"]

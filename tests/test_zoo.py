@@ -3,13 +3,16 @@
 Each zoo model is saved as ``.h5`` and ``.keras`` and loaded through hw_sim's Python API;
 its MACs and kernel weights per layer must equal an independent count from the Keras layer
 configs (tests/independent_count.py). Each model that loads is emulated on random images
-with float activations and compared with Keras: the integer accumulators exactly, top-1 on
-every image whose Keras top-2 logits are not a near tie. What hw_sim does not support yet is
-a strict expected failure, so each mark must go when its support lands; a model hw_sim refuses by
-design (``refused``) must fail with that one-line error.
+with float activations and compared with Keras: teacher-forced (each layer fed Keras' input
+for it) the integer accumulators exactly and float layers within rounding; free-running,
+top-1 on every image whose Keras top-2 logits are not a near tie. What hw_sim does not
+support yet is a strict expected failure, so each mark must go when its support lands; a
+model hw_sim refuses by design (``refused``) must fail with that one-line error.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -125,26 +128,72 @@ def _decisive(logits: np.ndarray) -> np.ndarray:
     return top2[:, 1] - top2[:, 0] > 1e-2 * np.maximum(1.0, np.abs(top2[:, 1]))
 
 
-#: The emulator runs on its own activations, not Keras': where a float value feeding a sign
-#: or ternary quantizer lies within float rounding of its threshold, TensorFlow's kernels
-#: (which differ between CPUs, and with grappler's fusions) and numpy can binarize it
-#: differently, and the flip propagates to the accumulators downstream. The tolerance admits
-#: a few such flips; a wrong kernel, layout or padding makes most accumulators wrong.
-MISMATCH_TOLERANCE = 1e-3
+def _check_emulation(model, emulator: Emulator) -> None:
+    """Teacher-forced, every compute layer agrees with Keras (integer accumulators exactly);
+    free-running, top-1 equals Keras on every decisive image.
 
-
-@pytest.mark.parametrize("entry", EMULATION_CASES)
-def test_zoo_emulation_agrees_with_keras(entry: ZooModel, zoo_dir):
-    model, _, _ = _built(entry, zoo_dir)
-    graph = _graph(entry, entry.formats[0], zoo_dir)
+    Free-running, the emulator runs on its own activations: where a float value feeding a
+    sign or ternary quantizer lies within float rounding of its threshold, TensorFlow's
+    kernels (which differ between CPUs, and with grappler's fusions) and numpy can quantize
+    it differently, and the flip propagates downstream; so its accumulators are reported,
+    not asserted. Teacher-forced, each layer gets the integers TensorFlow's quantizer made
+    of Keras' own input, which leaves no room for rounding.
+    """
     x = np.random.default_rng(0).normal(size=(4, *model.input_shape[1:])).astype(np.float32)
-    agreement, result = compare_with_keras(model, Emulator(graph, act_mode="float"), x)
-    accumulators = agreement["accumulators"].values()  # empty where no layer is integer
-    mismatches = sum(a["mismatches"] for a in accumulators)
-    assert mismatches <= MISMATCH_TOLERANCE * sum(a["values"] for a in accumulators)
+    agreement, result = compare_with_keras(model, emulator, x)
+    forced = agreement["teacher_forced"]
+    layers = forced["layers"]
+    assert layers, "no layer was compared teacher-forced"
+    assert [n for n, s in layers.items() if not s.get("exact", s.get("close"))] == []
+    assert sum(s.get("mismatches", 0) for s in layers.values()) == 0
+    assert forced["quantizer_mismatches"] == 0
+    assert forced["agrees"]
     keras_logits = agreement["keras_logits"]
     decisive = _decisive(keras_logits)
     assert decisive.any()
     np.testing.assert_array_equal(
         result.logits.argmax(-1)[decisive], keras_logits.argmax(-1)[decisive]
     )
+
+
+@pytest.mark.parametrize("entry", EMULATION_CASES)
+def test_zoo_emulation_agrees_with_keras(entry: ZooModel, zoo_dir):
+    model, _, _ = _built(entry, zoo_dir)
+    graph = _graph(entry, entry.formats[0], zoo_dir)
+    _check_emulation(model, Emulator(graph, act_mode="float"))
+    if not entry.needs_larq_zoo:  # small models: float-input ternary layers are float above
+        x = np.random.default_rng(1).normal(size=(4, *model.input_shape[1:])).astype(np.float32)
+        forced = compare_with_keras(model, Emulator(graph, act_mode="int8"), x)[0]
+        layers = forced["teacher_forced"]["layers"]
+        quantized = [op.name for op in graph.compute_ops if op.is_quantized]
+        integer = [n for n, s in layers.items() if s["kind"] == "integer"]
+        assert set(integer) == set(quantized) - set(forced["teacher_forced"]["skipped"])
+        assert forced["teacher_forced"]["agrees"], layers
+
+
+@pytest.mark.parametrize(
+    ("name", "layer"),
+    [
+        ("conv_inputs", "quant_conv2d_1"),  # binary x binary popcount
+        ("conv_inputs", "quant_conv2d_3"),  # float kernel, binary input
+        ("mlp", "quant_dense"),  # float input, ternary kernel
+        ("depthwise", "quant_depthwise_conv2d"),  # grouped popcount
+        ("separable", "quant_separable_conv2d/depthwise"),  # compared with its 1x1 op
+    ],
+)
+def test_zoo_emulation_check_fails_on_one_flipped_weight(name: str, layer: str, zoo_dir):
+    """A kernel with one weight of one layer negated (integer and float layers) fails the
+    check above, and teacher-forced the mismatch stays in that layer."""
+    entry = ZOO[name]
+    model, _, _ = _built(entry, zoo_dir)
+    graph = copy.deepcopy(_graph(entry, entry.formats[0], zoo_dir))
+    weights = graph.op(layer).weights
+    index = tuple(np.argwhere(weights != 0)[0])
+    weights[index] = -weights[index]
+    emulator = Emulator(graph, act_mode="float")
+    with pytest.raises(AssertionError):
+        _check_emulation(model, emulator)
+    x = np.random.default_rng(0).normal(size=(4, *model.input_shape[1:])).astype(np.float32)
+    forced = compare_with_keras(model, emulator, x)[0]["teacher_forced"]
+    wrong = [n for n, s in forced["layers"].items() if not s.get("exact", s.get("close"))]
+    assert wrong == [layer.removesuffix("/depthwise")]
