@@ -139,10 +139,11 @@ def emulation_report(graph: Graph, result, tech=None) -> dict:
 def _keras_model(model, safe_mode: bool = True):
     if isinstance(model, str):
         from hw_sim.loaders.keras import _check_container, _import_tf
+        from keras_ternary.modelfile import keras_load
 
         _check_container(model, safe_mode)
-        tf = _import_tf()
-        return tf.keras.models.load_model(model, compile=False, safe_mode=safe_mode)
+        _import_tf()
+        return keras_load(model, compile=False, safe_mode=safe_mode)
     return model
 
 
