@@ -72,7 +72,7 @@ class CountingModel:
     is_baseline = False
     tech_section: str | None = None
     Config: type | None = None
-    #: How float-kernel layers run and float tensors are stored (``Tech.other_precision``);
+    #: How float-kernel layers run and float / int32 tensors are stored (``Tech.other_precision``);
     #: :meth:`for_tech` binds it to a table.
     other_precision = "int8"
 
