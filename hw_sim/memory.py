@@ -7,7 +7,11 @@ Buffer model (parameters under ``buffer:`` in the technology table; docs/hw_sim.
   buffer's size (writes cost as reads).
 * A tensor is stored at the lowest precision all its readers accept: if every consumer
   quantizes it (input quantizer), the producer writes it quantized (ternary 2 bits, binary
-  1 bit); otherwise at its own precision (float32/int32: 32 bits). Baselines override this.
+  1 bit); otherwise at its own precision, float and int32 (accumulator) values at the
+  table's ``other_precision`` (int8: 8 bits). This rule is the same in every model
+  (:meth:`~hw_sim.accelerators.common.CountingModel.tensor_bits`); a baseline differs only
+  in the precision at which the layers it replaces (ternary/binary kernels) read their
+  input (:meth:`~hw_sim.accelerators.common.CountingModel.compute_input_bits`).
 * conv2d / dense: the kernel is read from DRAM once per inference (``packed``: 2 bits per
   ternary weight, or ``entropy``: the empirical-entropy estimate of a coded kernel, plus
   32-bit scales/biases) and written once into the weight SRAM; the weight SRAM is then
@@ -17,7 +21,8 @@ Buffer model (parameters under ``buffer:`` in the technology table; docs/hw_sim.
   ``window_reuse`` (a line buffer) each stored input word once, otherwise (im2col) each
   output position's patch (K = kh·kw·C_in values, all groups). CIM keeps weights resident
   in the arrays (no weight traffic) and broadcasts each input to all column tiles.
-* Other ops read every input value and write every output value once.
+* Other ops read every input value and write every output value once (a concatenation
+  copies its inputs; no in-place concatenation is modelled).
 * With ``fuse_elementwise`` a tensor read only by an element-wise op (batch norm,
   activation, PReLU) is never stored
   (see :func:`fused_tensors`).

@@ -235,7 +235,7 @@ def other_precision_note(tech: dict) -> str:
     """The header line stating the table's ``other_precision`` (see docs/hw_sim.md)."""
     precision = tech.get("other_precision", "float32")
     return (
-        f"float-kernel layers and float tensors: {precision} in every model (accelerators "
+        f"float-kernel layers, float and int32 tensors: {precision} in every model (accelerators "
         "and baselines alike; --other-precision)"
     )
 

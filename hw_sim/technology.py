@@ -38,7 +38,7 @@ MAC_ACTIONS: dict[str, tuple[str, str]] = {
 }
 
 #: Values of ``other_precision``: how every model (accelerators and baselines) runs the
-#: layers with float kernels and stores float tensors.
+#: layers with float kernels and stores float and int32 tensors.
 OTHER_PRECISIONS = tuple(MAC_ACTIONS)
 
 
@@ -75,7 +75,7 @@ class Tech:
     buffer: BufferModel
     accelerators: dict[str, dict]  # section name -> the accelerator's parameters, as written
     raw: dict
-    other_precision: str = "int8"  # float-kernel layers and float tensors (OTHER_PRECISIONS)
+    other_precision: str = "int8"  # float-kernel layers, float/int32 tensors (OTHER_PRECISIONS)
 
     def __post_init__(self) -> None:
         if self.other_precision not in OTHER_PRECISIONS:

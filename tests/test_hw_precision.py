@@ -97,4 +97,4 @@ def test_cli_option_and_header(model, tmp_path, capsys):
     assert _rows(fp32)["stem"]["actions"]["compute"].keys() == {"fp32_mult", "fp32_add"}
     assert hw_main([str(path)]) == 0
     table = capsys.readouterr().out
-    assert "float-kernel layers and float tensors: int8 in every model" in table
+    assert "float-kernel layers, float and int32 tensors: int8 in every model" in table

@@ -42,11 +42,8 @@ class _Baseline(CountingModel):
         return op.weight_precision in ("ternary", "binary")
 
     def compute_input_bits(self, op: Op) -> int | None:
-        return bits_of(self.precision) if self._replaces(op) else self.tensor_bits("float32")
-
-    def tensor_bits(self, precision: str) -> int:
-        """Every tensor not read by a replaced layer: ``other_precision`` (int8 stays 8)."""
-        return super().tensor_bits("int8" if precision == "int8" else "float32")
+        """A replaced layer reads at the baseline's precision; any other as in every model."""
+        return bits_of(self.precision) if self._replaces(op) else super().compute_input_bits(op)
 
     def weight_bits(self, op: Op) -> int:
         return bits_of(self.precision) if self._replaces(op) else super().weight_bits(op)

@@ -28,6 +28,9 @@ __all__ = [
     "float_layer_precision",
 ]
 
+#: Precisions stored at ``other_precision`` (:meth:`CountingModel.tensor_bits`).
+_WIDE = ("float32", "int32")
+
 #: Energy components of every layer.
 COMPONENTS = ("compute", "aux", "sram", "dram")
 
@@ -69,7 +72,7 @@ class CountingModel:
     is_baseline = False
     tech_section: str | None = None
     Config: type | None = None
-    #: How float-kernel layers run and float tensors are stored (``Tech.other_precision``);
+    #: How float-kernel layers run and float / int32 tensors are stored (``Tech.other_precision``);
     #: :meth:`for_tech` binds it to a table.
     other_precision = "int8"
 
@@ -106,9 +109,13 @@ class CountingModel:
     def tensor_bits(self, precision: str) -> int:
         """Bits per stored value of a tensor of ``precision`` that no quantizer shrinks.
 
-        Float values are stored at ``other_precision`` (int8: 8 bits); others at their own.
+        The one storage rule of every model, accelerators and baselines alike (they differ
+        only in :meth:`compute_input_bits`): wide values -- float, and the int32
+        accumulators of integer layers -- are written back at ``other_precision`` (int8:
+        8 bits, requantized on write-back as an int8 datapath does; float32: 32 bits);
+        int8, ternary and binary values at their own width.
         """
-        return bits_of(self.other_precision if precision.startswith("float") else precision)
+        return bits_of(self.other_precision if precision in _WIDE else precision)
 
     def weight_bits(self, op: Op) -> int:
         """Bits per stored kernel weight (float kernels at ``other_precision``)."""
