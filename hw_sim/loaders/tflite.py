@@ -193,8 +193,8 @@ class _Builder:
         )
 
     def layer_for(self, tensor_names: list[str]) -> LayerEntry | None:
-        for entry_name in self.layer_order:
-            token = f"/{entry_name}/"
+        for entry_name in self.layer_order:  # a separable layer's two entries: in order
+            token = f"/{self.layers[entry_name].keras_layer}/"
             if any(token in n for n in tensor_names):
                 self.layer_order.remove(entry_name)
                 return self.layers[entry_name]

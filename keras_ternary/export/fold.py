@@ -137,7 +137,8 @@ def inference_model(
             transforms += _RESIDUAL
     log = FoldLog()
     new = _rewrite(fmodel, transforms, log)
-    kernels = [log.kernels[x.name] for x in new.layers if x.name in log.kernels]
+    found = log.kernels.values()  # in layer order; a layer's kernels in the order it applies them
+    kernels = [k for x in new.layers for k in found if k.keras_layer == x.name]
     return InferenceGraph(new, kernels, log.folded, log.residual)
 
 
