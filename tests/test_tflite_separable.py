@@ -1,6 +1,6 @@
 """Export of ``QuantSeparableConv2D`` and binary / multiplier depthwise kernels (#15).
 
-A tiny seeded model exports to float and int8 .tflite files that profile in hw_sim like its
+A tiny seeded model exports to float, int8 and int16x8 .tflite files that profile in hw_sim like its
 .h5 (same ops, names, MACs, zero weights and energy per layer), keep every kernel exact,
 and (float) compute what Keras computes.
 """
@@ -84,17 +84,18 @@ def files(tmp_path_factory):
     results = {
         "float": to_tflite(model, tmp / "sep_float.tflite", "float"),
         "int8": to_tflite(model, tmp / "sep_int8.tflite", "int8", x),
+        "int16x8": to_tflite(model, tmp / "sep_int16x8.tflite", "int16x8", x),
     }
     return tmp, model, x, results
 
 
-@pytest.mark.parametrize("mode", ["float", "int8"])
+@pytest.mark.parametrize("mode", ["float", "int8", "int16x8"])
 def test_separable_kernels_exact_and_metadata(files, mode):
     tmp, _, _, results = files
     result = results[mode]
     assert {k.layer for k in result.kernels} == _KERNELS
     assert result.all_exact, [k for k in result.kernels if not k.exact]
-    if mode == "int8":
+    if mode != "float":  # int16x8 keeps int8 weights
         assert all(k.dtype == "INT8" and set(k.levels) <= {127} for k in result.kernels)
     assert result.folded == {"bn1": "conv", "bn2": "sep", "bn3": "bdw"}
     metadata = ExportMetadata.from_json(read_metadata(tmp / f"sep_{mode}.tflite", METADATA_NAME))
@@ -108,7 +109,7 @@ def test_separable_kernels_exact_and_metadata(files, mode):
     assert metadata.batchnorms == []
 
 
-@pytest.mark.parametrize("mode", ["float", "int8"])
+@pytest.mark.parametrize("mode", ["float", "int8", "int16x8"])
 def test_separable_profiles_like_its_h5(files, mode):
     tmp, _, _, _ = files
     g_h5, g_t = load_graph(tmp / "sep.h5"), load_graph(tmp / f"sep_{mode}.tflite")
