@@ -22,7 +22,8 @@ from keras_ternary.export.tflite import predict_tflite
 _KERNELS = {"conv", "sep/depthwise", "sep", "bsep/depthwise", "bsep", "bdw", "fc"}
 
 
-def _model() -> tf.keras.Model:
+def _model(binary_inputs: bool = True) -> tf.keras.Model:
+    """The test model; ``binary_inputs``: ``bsep`` binarizes its inputs (``ste_sign``)."""
     tf.keras.utils.set_random_seed(7)
     inputs = tf.keras.Input((8, 8, 3))
     x = lq.layers.QuantConv2D(
@@ -41,12 +42,13 @@ def _model() -> tf.keras.Model:
         name="sep",
     )(x)
     x = tf.keras.layers.BatchNormalization(name="bn2")(x)
-    # binary kernels, a bias and a fused activation, stride 2
+    # binary inputs and kernels, a bias and a fused activation, stride 2
     x = lq.layers.QuantSeparableConv2D(
         8,
         3,
         strides=2,
         padding="same",
+        input_quantizer="ste_sign" if binary_inputs else None,
         depthwise_quantizer="ste_sign",
         pointwise_quantizer="ste_sign",
         activation="relu",
@@ -78,13 +80,14 @@ def _model() -> tf.keras.Model:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("separable")
-    model = _model()
+    model, float_inputs = _model(), _model(binary_inputs=False)
     model.save(tmp / "sep.h5")
+    float_inputs.save(tmp / "sep_int16x8.h5")  # TFLite has no 16x8 SIGN: no binary inputs
     x = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype("float32")
     results = {
         "float": to_tflite(model, tmp / "sep_float.tflite", "float"),
         "int8": to_tflite(model, tmp / "sep_int8.tflite", "int8", x),
-        "int16x8": to_tflite(model, tmp / "sep_int16x8.tflite", "int16x8", x),
+        "int16x8": to_tflite(float_inputs, tmp / "sep_int16x8.tflite", "int16x8", x),
     }
     return tmp, model, x, results
 
@@ -112,9 +115,13 @@ def test_separable_kernels_exact_and_metadata(files, mode):
 @pytest.mark.parametrize("mode", ["float", "int8", "int16x8"])
 def test_separable_profiles_like_its_h5(files, mode):
     tmp, _, _, _ = files
-    g_h5, g_t = load_graph(tmp / "sep.h5"), load_graph(tmp / f"sep_{mode}.tflite")
+    h5 = "sep_int16x8.h5" if mode == "int16x8" else "sep.h5"
+    g_h5, g_t = load_graph(tmp / h5), load_graph(tmp / f"sep_{mode}.tflite")
     assert g_t.op("sep/depthwise").groups == g_h5.op("sep/depthwise").groups == 4
     assert g_t.op("bdw").groups == 8
+    quantizer = g_t.op("bsep/depthwise").input_quantizer  # on the first of the two ops
+    assert (quantizer and quantizer.kind) == (None if mode == "int16x8" else "sign")
+    assert g_t.op("bsep").input_quantizer is None
     fields = ("name", "kind", "weight_precision", "groups", "output_shape")
     ops_h5 = [tuple(getattr(op, f) for f in fields) for op in g_h5.compute_ops]
     assert ops_h5 == [tuple(getattr(op, f) for f in fields) for op in g_t.compute_ops]
