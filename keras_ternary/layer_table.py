@@ -4,8 +4,9 @@ Keyed by layer class name; a layer is looked up by the names of its class and it
 (its MRO), so a subclass of ``QuantConv2D`` finds the ``QuantConv2D`` row. A plain Keras layer
 has the same kernel attribute as its larq ``Quant*`` form and simply no quantizer attribute.
 Consulted by :func:`keras_ternary.stats.quantized_kernels` (sparsity and entropy),
-:func:`keras_ternary.callbacks.find_ternary_quantizers` (``DeltaGrowth``) and hw_sim's Keras
-loader. TensorFlow-free: it only reads attributes.
+:func:`keras_ternary.callbacks.find_ternary_quantizers` (``DeltaGrowth``), the export
+(:mod:`keras_ternary.export.transforms`, :mod:`keras_ternary.export.packed`) and hw_sim's
+loaders. TensorFlow-free: it only reads attributes.
 """
 
 from __future__ import annotations
@@ -13,19 +14,30 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["LAYER_WEIGHTS", "QuantizedWeight", "kernel_weights", "quantized_weights"]
+__all__ = [
+    "LAYER_WEIGHTS",
+    "QuantizedWeight",
+    "kernel_op_names",
+    "kernel_weights",
+    "quantized_weights",
+]
 
 
 @dataclass(frozen=True)
 class QuantizedWeight:
-    """A kernel of a layer: the attribute holding it and the one holding its quantizer."""
+    """A kernel of a layer: the attribute holding it and the one holding its quantizer.
+
+    ``depthwise``: the kernel is Keras' depthwise layout ``(kh, kw, c_in, multiplier)``,
+    whose output channel ``c·multiplier + m`` is its entry ``[..., c, m]``.
+    """
 
     kernel_attr: str
     quantizer_attr: str
+    depthwise: bool = False
 
 
 _KERNEL = (QuantizedWeight("kernel", "kernel_quantizer"),)
-_DEPTHWISE = (QuantizedWeight("depthwise_kernel", "depthwise_quantizer"),)
+_DEPTHWISE = (QuantizedWeight("depthwise_kernel", "depthwise_quantizer", depthwise=True),)
 _SEPARABLE = _DEPTHWISE + (QuantizedWeight("pointwise_kernel", "pointwise_quantizer"),)
 
 #: Layer class name -> its kernels, in the order the layer applies them.
@@ -65,6 +77,17 @@ def kernel_weights(layer: object) -> tuple[QuantizedWeight, ...]:
     if hasattr(layer, "kernel") and hasattr(layer, "kernel_quantizer"):
         return _KERNEL
     return ()
+
+
+def kernel_op_names(layer_name: str, weights: tuple[QuantizedWeight, ...]) -> list[str]:
+    """The name of the op that applies each kernel (hw_sim's IR, the export metadata).
+
+    The last kernel's op carries the layer's name (it holds the bias and the activation); an
+    earlier one is ``<layer>/<kernel attribute without "_kernel">``: a separable
+    convolution is ``<layer>/depthwise`` then ``<layer>``.
+    """
+    names = [f"{layer_name}/{w.kernel_attr.removesuffix('_kernel')}" for w in weights[:-1]]
+    return names + [layer_name] if weights else []
 
 
 def quantized_weights(layer: object) -> Iterator[tuple[QuantizedWeight, object, object]]:

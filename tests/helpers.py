@@ -40,3 +40,13 @@ def tiny_data(n: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     y = rng.integers(0, 4, size=n)
     x = rng.normal(size=(n, 8, 8, 3)).astype("float32") + y[:, None, None, None] * 0.5
     return x, y.astype("int64")
+
+
+def random_batchnorms(model: tf.keras.Model, names: tuple[str, ...], seed: int) -> None:
+    """Give batch-norms non-trivial statistics (negative scales included), so folding shows."""
+    rng = np.random.default_rng(seed)
+    for name in names:
+        layer = model.get_layer(name)
+        n = layer.gamma.shape[0]
+        stats = [rng.uniform(-2, 2, n), rng.normal(size=n), rng.normal(size=n)]
+        layer.set_weights([*stats, rng.uniform(0.5, 2, n)])

@@ -54,6 +54,8 @@ def _metadata() -> ExportMetadata:
         input="input_1",
         layers=[
             LayerEntry("conv1", "ternary", 0.05, False, "bn1", 1e-3, [2, 5], None),
+            LayerEntry("sep/depthwise", "binary", None, False, layer="sep"),
+            LayerEntry("sep", "ternary", 0.05, True),
             LayerEntry("dense", None, None, True),
         ],
         batchnorms=["bn_kept"],
@@ -81,6 +83,15 @@ def test_metadata_round_trip():
     np.testing.assert_array_equal(back.residual[0].scale, [0.5, -2.0])
     assert back.residual[0].branches == [("conv2", "folded"), ("conv1", "scaled")]
     assert json.loads(meta.to_json())["version"] == SCHEMA_VERSION
+
+
+def test_metadata_layer_of_a_kernel_is_optional():
+    """Only a part of a layer (a separable convolution's depthwise op) writes ``layer``."""
+    entries = _metadata().to_dict()["layers"]
+    assert [e.get("layer") for e in entries] == [None, "sep", None, None]
+    assert "layer" not in entries[0]  # files of single-kernel layers are as before
+    back = [LayerEntry.from_dict(e) for e in entries]
+    assert [e.keras_layer for e in back] == ["conv1", "sep", "sep", "dense"]
 
 
 @pytest.mark.parametrize(

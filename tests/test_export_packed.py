@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from keras_ternary import resnet20_star
 from keras_ternary.export import PackedFormatError, pack, read_header, unpack
+from keras_ternary.export import packed as packed_module
 from keras_ternary.export.coding import (
     SymbolError,
     decode_ans,
@@ -21,8 +22,9 @@ from keras_ternary.export.coding import (
     unpack_2bit,
 )
 from keras_ternary.export.packed import HEADER_SIZE, MAGIC
-from keras_ternary.stats import entropy_bits, ternary_stats
+from keras_ternary.stats import entropy_bits, quantized_weights, ternary_stats
 from tests.test_export_models import generated_data, larq_model, trained_model
+from tests.test_tflite_separable import _model as separable_model
 
 
 def _same_predictions(a: tf.keras.Model, b: tf.keras.Model, x: np.ndarray) -> bool:
@@ -88,6 +90,40 @@ def test_larq_sequential_round_trip(tmp_path):
     pack(model, tmp_path / "l.ktp")
     x, _ = generated_data(16, seed=1)
     assert _same_predictions(model, unpack(tmp_path / "l.ktp"), x)
+
+
+@pytest.mark.parametrize("coding", ["ans", "2bit"])
+def test_depthwise_and_separable_kernels_are_coded(tmp_path, coding):
+    model = separable_model()  # ternary and binary depthwise / pointwise kernels
+    path = tmp_path / "s.ktp"
+    report = pack(model, path, coding=coding)
+    names = ["conv", "sep/depthwise_kernel", "sep/pointwise_kernel"]
+    names += ["bsep/depthwise_kernel", "bsep/pointwise_kernel", "bdw", "fc"]
+    assert [t.name for t in report.tensors] == names
+    assert report.n_ternary == sum(int(np.prod(k.kernel.shape)) for k in quantized_weights(model))
+    restored = unpack(path)
+    x = np.random.default_rng(2).normal(size=(4, 8, 8, 3)).astype("float32")
+    assert _same_predictions(model, restored, x)
+    for a, b in zip(quantized_weights(model), quantized_weights(restored), strict=True):
+        assert (a.name, a.kernel_attr) == (b.name, b.kernel_attr)
+        t_a, t_b = (k.quantizer(tf.constant(k.kernel.numpy())) for k in (a, b))
+        np.testing.assert_array_equal(t_a, t_b)
+
+
+def test_files_with_raw_depthwise_kernels_still_read(tmp_path, monkeypatch):
+    """Files written before depthwise / pointwise kernels were coded hold them raw."""
+    model = separable_model()
+    only_kernel = packed_module._kernel_variables
+
+    def old_writer(m):
+        return {i: k for i, k in only_kernel(m).items() if k.kernel_attr == "kernel"}
+
+    monkeypatch.setattr(packed_module, "_kernel_variables", old_writer)
+    report = pack(model, tmp_path / "old.ktp")
+    monkeypatch.undo()
+    assert [t.name for t in report.tensors] == ["conv", "fc"]
+    x = np.random.default_rng(2).normal(size=(4, 8, 8, 3)).astype("float32")
+    assert _same_predictions(model, unpack(tmp_path / "old.ktp"), x)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from keras_ternary.contract.metadata import METADATA_NAME, ExportMetadata
 from keras_ternary.export import to_tflite
 from keras_ternary.export.flatbuffer import read_metadata
 from keras_ternary.export.tflite import predict_tflite
+from tests.helpers import random_batchnorms
 
 
 def _model() -> tf.keras.Model:
@@ -29,19 +30,7 @@ def _model() -> tf.keras.Model:
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
     outputs = lq.layers.QuantDense(5, kernel_quantizer=kt.Ternary(0.05), name="fc")(x)
     model = tf.keras.Model(inputs, outputs)
-    # non-trivial batch-norm statistics (negative scales included) so that folding shows
-    rng = np.random.default_rng(1)
-    for bn in ("bn1", "bn2"):
-        layer = model.get_layer(bn)
-        n = layer.gamma.shape[0]
-        layer.set_weights(
-            [
-                rng.uniform(-2, 2, n),
-                rng.normal(size=n),
-                rng.normal(size=n),
-                rng.uniform(0.5, 2, n),
-            ]
-        )
+    random_batchnorms(model, ("bn1", "bn2"), seed=1)
     return model
 
 

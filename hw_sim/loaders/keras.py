@@ -24,7 +24,7 @@ from keras_ternary.contract import activations
 from keras_ternary.contract.errors import ContractError
 from keras_ternary.contract.geometry import output_hw, window_padding
 from keras_ternary.contract.ternary import is_unit_scale, split_kernel
-from keras_ternary.layer_table import QuantizedWeight, kernel_weights
+from keras_ternary.layer_table import QuantizedWeight, kernel_op_names, kernel_weights
 
 __all__ = ["SUFFIXES", "from_keras_model", "keras_layer", "load", "tensor_precision", "tf_function"]
 
@@ -420,7 +420,8 @@ def _depthwise_conv2d(c: _Layer) -> Op:
 @keras_layer("SeparableConv2D", "QuantSeparableConv2D")
 def _separable_conv2d(c: _Layer) -> list[Op]:
     """``<name>/depthwise`` (grouped, no bias, linear), then the 1×1 ``<name>``."""
-    depthwise_weight, pointwise_weight = kernel_weights(c.layer)
+    weights = kernel_weights(c.layer)
+    depthwise_weight, pointwise_weight = weights
     fields = _compute_fields(c, depthwise_weight, c.in_prec, _depthwise_layout, last=False)
     window = _window(c, fields["weights"].shape[:2])
     depthwise = c.op(
@@ -430,7 +431,7 @@ def _separable_conv2d(c: _Layer) -> list[Op]:
         **window,
         **fields,
     )
-    depthwise.name = f"{c.name}/depthwise"
+    depthwise.name = kernel_op_names(c.name, weights)[0]  # "<name>/depthwise"
     depthwise.out_precision = tensor_precision(depthwise, c.inputs, c.precisions)
     fields = _compute_fields(c, pointwise_weight, depthwise.out_precision, first=False)
     return [depthwise, c.op("conv2d", inputs=[depthwise.name], **fields)]

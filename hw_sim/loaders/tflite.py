@@ -11,7 +11,9 @@ writes (ternary, SteTern, sign patterns of ABS / SIGN / GREATER / SELECT_V2) bec
 
 The exporter folds batch-norm into the preceding convolution and fuses activations into
 convolutions and additions; it records the source model's layer names, kernel quantizers
-and folded batch-norms as metadata (``keras_ternary.export``). With that metadata the
+and folded batch-norms as metadata (``keras_ternary.export``), one entry per kernel: a
+separable convolution (``DEPTHWISE_CONV_2D`` then a 1×1 ``CONV_2D`` in the file) has
+``<name>/depthwise`` and ``<name>``, the ops the Keras loader makes of it. With that metadata the
 loader *unfolds* the graph again: a folded convolution becomes the ternary convolution
 followed by a ``batchnorm`` op (γ = channel scale, β = folded bias, μ = 0,
 σ² = 1 − ε, which computes the same function), a fused activation becomes an
@@ -193,8 +195,8 @@ class _Builder:
         )
 
     def layer_for(self, tensor_names: list[str]) -> LayerEntry | None:
-        for entry_name in self.layer_order:
-            token = f"/{entry_name}/"
+        for entry_name in self.layer_order:  # a separable layer's two entries: in order
+            token = f"/{self.layers[entry_name].keras_layer}/"
             if any(token in n for n in tensor_names):
                 self.layer_order.remove(entry_name)
                 return self.layers[entry_name]

@@ -53,10 +53,15 @@ def decode_floats(value) -> np.ndarray:
 
 @dataclass
 class LayerEntry:
-    """One conv / dense layer of the source model.
+    """One kernel of a conv / dense layer of the source model (one entry per IR compute op).
+
+    A layer with several kernels (a separable convolution) has an entry per kernel, in the
+    order it applies them, named as hw_sim's ops: ``<layer>/depthwise``, then ``<layer>``
+    (:func:`keras_ternary.layer_table.kernel_op_names`); only the last one holds the bias and
+    the folded batch-norm. Files written before separable export have no such entries.
 
     Attributes:
-        name: the layer name.
+        name: the layer name (for one part of a layer with several kernels: its op's name).
         quantizer: kernel quantizer kind (``"ternary"``, ``"binary"``, ...) or None.
         delta: the ternary quantizer's Δ, or None.
         use_bias: whether the source layer had a bias (None: not recorded).
@@ -65,6 +70,8 @@ class LayerEntry:
         negative_channels: output channels whose folded scale is negative (the sign moved
             into the kernel), so that the ternary kernel ``t`` can be recovered.
         residual_bn: the residual batch-norm pushed back into this layer, or None.
+        layer: the Keras layer an entry is one part of (a separable convolution's
+            ``<layer>/depthwise``), else None (the entry is the whole layer ``name``).
     """
 
     name: str
@@ -75,9 +82,15 @@ class LayerEntry:
     bn_epsilon: float | None = None
     negative_channels: list[int] = field(default_factory=list)
     residual_bn: str | None = None
+    layer: str | None = None
+
+    @property
+    def keras_layer(self) -> str:
+        """The name of the Keras layer (in the source model and the .tflite's tensor names)."""
+        return self.layer or self.name
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "name": self.name,
             "quantizer": self.quantizer,
             "delta": self.delta,
@@ -87,6 +100,9 @@ class LayerEntry:
             "negative_channels": [int(c) for c in self.negative_channels],
             "residual_bn": self.residual_bn,
         }
+        if self.layer is not None:  # optional key: readers of older files ignore it
+            d["layer"] = self.layer
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> LayerEntry:
@@ -99,6 +115,7 @@ class LayerEntry:
             bn_epsilon=None if d.get("bn_epsilon") is None else float(d["bn_epsilon"]),
             negative_channels=[int(c) for c in d.get("negative_channels") or []],
             residual_bn=d.get("residual_bn"),
+            layer=None if d.get("layer") is None else str(d["layer"]),
         )
 
 
@@ -164,7 +181,8 @@ class ExportMetadata:
         mode: export mode (``"int8"``, ``"int16x8"``, ``"float"``).
         model_name: the Keras model's name.
         input: the name of the model input.
-        layers: per conv / dense layer of the source, in order.
+        layers: per conv / dense layer of the source, in order (per kernel: see
+            :class:`LayerEntry`).
         batchnorms: the batch-norms kept as such (not folded).
         residual: the batch-norms pushed back into residual branches.
         version: :data:`SCHEMA_VERSION` of the layout.

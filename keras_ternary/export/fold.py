@@ -3,8 +3,11 @@
 A trained larq/keras-ternary model keeps *latent* float kernels and applies its kernel
 quantizer on every call. For deployment we evaluate each quantizer once, so that a
 ``QuantConv2D`` / ``QuantDense`` becomes a plain ``Conv2D`` / ``Dense`` whose kernel is the
-constant ternary tensor ``t ∈ {-1, 0, +1}``, and fold an inference-mode batch-norm that
-directly follows a convolution into it (:func:`batchnorm_affine`, :func:`fold_batchnorm`):
+constant ternary tensor ``t ∈ {-1, 0, +1}`` (every kernel
+:data:`keras_ternary.layer_table.LAYER_WEIGHTS` lists: a ``QuantSeparableConv2D`` becomes a
+``SeparableConv2D`` with constant depthwise and pointwise kernels), and fold an
+inference-mode batch-norm that directly follows a convolution into it (a separable one: into
+its pointwise kernel) (:func:`batchnorm_affine`, :func:`fold_batchnorm`):
 
     BN(W * x + b) = (s ⊙ W) * x + (s·b + β − s·μ),   s = γ / sqrt(σ² + ε)   (per output channel)
 
@@ -137,7 +140,8 @@ def inference_model(
             transforms += _RESIDUAL
     log = FoldLog()
     new = _rewrite(fmodel, transforms, log)
-    kernels = [log.kernels[x.name] for x in new.layers if x.name in log.kernels]
+    found = log.kernels.values()  # in layer order; a layer's kernels in the order it applies them
+    kernels = [k for x in new.layers for k in found if k.keras_layer == x.name]
     return InferenceGraph(new, kernels, log.folded, log.residual)
 
 

@@ -8,8 +8,10 @@ The header carries a magic number, the format version, the section lengths and C
 checksums of the header, metadata and payload, so that a truncated or corrupted file is
 rejected with a :class:`PackedFormatError` saying what is wrong, before anything is decoded.
 
-Only what inference needs is stored: each ternary kernel as its ternary values (the latent
-float weights are not needed: the quantizer maps ``t ∈ {-1, 0, +1}`` to itself, which
+Only what inference needs is stored: each ternary kernel (every quantized kernel
+:data:`keras_ternary.layer_table.LAYER_WEIGHTS` lists: ``kernel``, a depthwise layer's
+``depthwise_kernel``, a separable one's two) as its ternary values (the latent float
+weights are not needed: the quantizer maps ``t ∈ {-1, 0, +1}`` to itself, which
 :func:`pack` checks), every other weight (biases, batch-norm, Δ variables, float layers)
 as raw little-endian arrays, and the Keras model config. :func:`unpack` rebuilds the
 model with the same architecture; its predictions are identical to the source model's.
@@ -37,7 +39,8 @@ from keras_ternary.export.coding import (
 )
 from keras_ternary.export.fold import constant_kernel, is_ternary
 from keras_ternary.export.tflite import write_atomic
-from keras_ternary.stats import entropy_bits
+from keras_ternary.layer_table import kernel_weights
+from keras_ternary.stats import QuantizedKernel, entropy_bits, quantized_weights
 
 __all__ = [
     "CODINGS",
@@ -148,26 +151,25 @@ class PackReport:
         return "\n".join(rows)
 
 
-def _kernel_variables(model: tf.keras.Model) -> dict[int, tf.keras.layers.Layer]:
-    """Position in ``model.weights`` -> layer, for every quantized kernel."""
-    from keras_ternary.stats import quantized_kernels
-
+def _kernel_variables(model: tf.keras.Model) -> dict[int, QuantizedKernel]:
+    """Position in ``model.weights`` -> its quantized kernel, for every one of them."""
     positions = {}
-    for layer, _ in quantized_kernels(model):
-        kernel = getattr(layer.kernel, "latent_variable", layer.kernel)
+    for found in quantized_weights(model):
+        kernel = getattr(found.kernel, "latent_variable", found.kernel)
         for i, w in enumerate(model.weights):
             if getattr(w, "latent_variable", w) is kernel:
-                positions[i] = layer
+                positions[i] = found
                 break
     return positions
 
 
-def _ternary_values(layer: tf.keras.layers.Layer) -> np.ndarray | None:
-    """The layer's ternary kernel if storing it in place of the latent kernel is lossless."""
-    t = constant_kernel(layer)
+def _ternary_values(found: QuantizedKernel) -> np.ndarray | None:
+    """The kernel's ternary values if storing them in place of the latent kernel is lossless."""
+    weight = next(w for w in kernel_weights(found.layer) if w.kernel_attr == found.kernel_attr)
+    t = constant_kernel(found.layer, weight)
     if not is_ternary(t):
         return None
-    again = np.asarray(layer.kernel_quantizer(tf.constant(t)), np.float32)
+    again = np.asarray(found.quantizer(tf.constant(t)), np.float32)
     return t if np.array_equal(again, t) else None
 
 

@@ -28,9 +28,9 @@ import tensorflow as tf
 from keras_ternary.contract.metadata import METADATA_NAME, ExportMetadata, LayerEntry
 from keras_ternary.export.flatbuffer import WeightTensor, add_metadata, read_weight_tensors
 from keras_ternary.export.fold import ExportError, FoldedKernel, InferenceGraph, inference_model
-from keras_ternary.export.transforms import kernel_quantizer
 from keras_ternary.fileio import atomic_write
 from keras_ternary.fusion import without_fusion_bug
+from keras_ternary.layer_table import kernel_op_names, kernel_weights
 
 __all__ = [
     "Agreement",
@@ -49,6 +49,8 @@ __all__ = [
 ]
 
 MODES = ("int8", "int16x8", "float")
+#: Plain layer classes of an inference model that get an entry in the export metadata.
+_COMPUTE_LAYERS = ("Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv2D", "SeparableConv2D")
 #: Modes that quantize (they need representative data for the activation ranges).
 QUANTIZED_MODES = ("int8", "int16x8")
 
@@ -271,9 +273,11 @@ def check_ternary_kernels(
 def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> ExportMetadata:
     """What the .tflite cannot say about its source model (stored as metadata, JSON).
 
-    ``layers``: per conv/dense layer of the source (in order): its kernel quantizer kind
-    and Δ, whether it had a bias, the batch-norm folded into it, that batch-norm's ε and
-    the output channels where its scale is negative (so that ``t`` can be recovered);
+    ``layers``: per conv/dense layer of the source (in order; per kernel for a layer with
+    several, e.g. ``<sep>/depthwise`` and ``<sep>`` of a separable convolution): its kernel
+    quantizer kind and Δ, whether it had a bias, the batch-norm folded into it, that
+    batch-norm's ε and the output channels where its scale is negative (so that ``t`` can
+    be recovered);
     ``input``: the name of the model input; ``batchnorms``: the batch-norms that were kept;
     ``residual``: the batch-norms pushed back into residual branches
     (:class:`~keras_ternary.export.fold.ResidualFold`), and per layer ``residual_bn``.
@@ -285,33 +289,34 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
     folded_into = {conv: bn for bn, conv in graph.folded.items()}
     scales = {k.layer: k.scale for k in graph.kernels}
     residual_of = {name: f.bn for f in graph.residual for name, _ in f.branches}
+    source = {layer.name: layer for layer in model.layers}
     layers = []
     for layer in graph.model.layers:
-        plain = type(layer).__name__
-        if plain not in ("Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv2D"):
-            continue
-        if plain == "DepthwiseConv2D" and layer.name not in scales:
-            continue  # not a quantized depthwise layer of the source (e.g. a residual scale)
-        src = model.get_layer(layer.name)
-        q = kernel_quantizer(src)
-        bn = folded_into.get(layer.name)
-        layers.append(
-            LayerEntry(
-                name=layer.name,
-                quantizer=quantizer_kind(q),
-                delta=float(q.delta) if hasattr(q, "delta") else None,
-                use_bias=bool(getattr(src, "use_bias", False)),
-                folded_bn=bn,
-                bn_epsilon=float(model.get_layer(bn).epsilon) if bn else None,
-                # output channels whose folded scale is negative (the sign moved into t)
-                negative_channels=(
-                    np.flatnonzero(scales[layer.name] < 0).tolist()
-                    if bn and layer.name in scales
-                    else []
-                ),
-                residual_bn=residual_of.get(layer.name),
+        src = source.get(layer.name)
+        if type(layer).__name__ not in _COMPUTE_LAYERS or src is None:
+            continue  # a layer the export added (a residual batch-norm's depthwise scale)
+        weights = kernel_weights(src)
+        names = kernel_op_names(layer.name, weights)
+        for weight, name in zip(weights, names, strict=True):
+            q = getattr(src, weight.quantizer_attr, None)
+            whole = name == layer.name  # the op holding the bias, the folded batch-norm
+            bn = folded_into.get(layer.name) if whole else None
+            layers.append(
+                LayerEntry(
+                    name=name,
+                    quantizer=quantizer_kind(q),
+                    delta=float(q.delta) if hasattr(q, "delta") else None,
+                    use_bias=bool(getattr(src, "use_bias", False)) and whole,
+                    folded_bn=bn,
+                    bn_epsilon=float(model.get_layer(bn).epsilon) if bn else None,
+                    # output channels whose folded scale is negative (the sign moved into t)
+                    negative_channels=(
+                        np.flatnonzero(scales[name] < 0).tolist() if bn and name in scales else []
+                    ),
+                    residual_bn=residual_of.get(layer.name) if whole else None,
+                    layer=None if whole else layer.name,
+                )
             )
-        )
     kept = [x.name for x in graph.model.layers if isinstance(x, tf.keras.layers.BatchNormalization)]
     return ExportMetadata(
         producer=f"keras-ternary {keras_ternary.__version__}",

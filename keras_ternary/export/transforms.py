@@ -10,8 +10,8 @@ found on the graph as it is when the transform starts, then rewritten one by one
 In the order :func:`keras_ternary.export.fold.inference_model` applies them:
 
 * :class:`InputQuantizerSplit` — a larq ``input_quantizer`` becomes a :class:`QuantizerLayer`.
-* :class:`ConstantKernel` — ``QuantConv2D``/``QuantDense``/``QuantDepthwiseConv2D``/… → plain
-  layer, kernel ``t``.
+* :class:`ConstantKernel` — ``QuantConv2D``/``QuantDense``/``QuantDepthwiseConv2D``/
+  ``QuantSeparableConv2D``/… → plain layer, each kernel ``t``.
 * :class:`ConvBatchNormFold` — batch-norm after a single-use conv/dense folded into it.
 * :class:`ResidualBatchNormPushBack` — batch-norm after a residual ``Add`` (optionally
   through a global average pooling) pushed back into the branches of the sum.
@@ -31,7 +31,7 @@ import tensorflow as tf
 from keras_ternary.contract import affine
 from keras_ternary.contract.metadata import ResidualEntry
 from keras_ternary.export.graph import ConfigGraph, ExportError, Node, layer_entry
-from keras_ternary.layer_table import QuantizedWeight, kernel_weights
+from keras_ternary.layer_table import QuantizedWeight, kernel_op_names, kernel_weights
 
 __all__ = [
     "Chain",
@@ -53,7 +53,7 @@ __all__ = [
     "kernel_quantizer",
 ]
 
-# larq layer class -> plain Keras class with the same weights (kernel[, bias]).
+# larq layer class -> plain Keras class with the same weights (its kernels[, bias]).
 _PLAIN_CLASS = {
     "QuantConv1D": "Conv1D",
     "QuantConv2D": "Conv2D",
@@ -64,16 +64,13 @@ _PLAIN_CLASS = {
     "Conv3D": "Conv3D",
     "Dense": "Dense",
     "QuantDepthwiseConv2D": "DepthwiseConv2D",
+    "QuantSeparableConv2D": "SeparableConv2D",
 }
-_LARQ_KEYS = (
-    "input_quantizer",
-    "kernel_quantizer",
-    "depthwise_quantizer",
-    "metrics",
-    "pad_values",
-)
+# larq config keys a plain layer does not take (besides the kernels' quantizers)
+_LARQ_KEYS = ("input_quantizer", "metrics", "pad_values")
 _LINEAR = ("Conv1D", "Conv2D", "Conv3D", "Dense")
 _DEPTHWISE = "DepthwiseConv2D"
+_SEPARABLE = "SeparableConv2D"
 _BN = "BatchNormalization"
 _HARD_TANH = "HardTanh"
 _POOL = "GlobalAveragePooling2D"
@@ -133,6 +130,9 @@ class FoldedKernel:
         residual_scale: that batch-norm's per-channel ``s`` (float64), or None.
         depthwise: True for a depthwise kernel ``(kh, kw, in, multiplier)``, whose output
             channel ``c·multiplier + m`` is its entry ``[..., c, m]``.
+        part_of: the layer when this kernel is one of several of it, else None; ``layer`` is
+            then the op that applies it (a separable convolution: ``<layer>/depthwise``
+            and ``<layer>``, :func:`keras_ternary.layer_table.kernel_op_names`).
     """
 
     layer: str
@@ -143,6 +143,12 @@ class FoldedKernel:
     residual_bn: str | None = None
     residual_scale: np.ndarray | None = None
     depthwise: bool = False
+    part_of: str | None = None
+
+    @property
+    def keras_layer(self) -> str:
+        """The name of the layer holding this kernel."""
+        return self.part_of or self.layer
 
     @property
     def total_scale(self) -> np.ndarray:
@@ -198,9 +204,15 @@ def kernel_quantizer(layer: tf.keras.layers.Layer):
     return getattr(layer, _kernel_weight(layer).quantizer_attr, None)
 
 
-def constant_kernel(layer: tf.keras.layers.Layer) -> np.ndarray:
-    """The kernel a (larq) layer uses in inference: its quantizer applied to the latent kernel."""
-    weight = _kernel_weight(layer)
+def constant_kernel(
+    layer: tf.keras.layers.Layer, weight: QuantizedWeight | None = None
+) -> np.ndarray:
+    """A kernel as a (larq) layer uses it in inference: its quantizer applied to the latent.
+
+    ``weight`` names the kernel (:data:`keras_ternary.layer_table.LAYER_WEIGHTS`); by
+    default the layer's only one.
+    """
+    weight = weight or _kernel_weight(layer)
     latent = np.asarray(getattr(layer, weight.kernel_attr).numpy(), dtype=np.float32)
     quantizer = getattr(layer, weight.quantizer_attr, None)
     if quantizer is None:
@@ -331,12 +343,16 @@ class InputQuantizerSplit(Transform):
 
 
 class ConstantKernel(Transform):
-    """A (larq) conv/dense layer → the plain Keras layer with the constant kernel ``t``.
+    """A (larq) conv/dense layer → the plain Keras layer with the constant kernels ``t``.
 
-    A ``QuantDepthwiseConv2D`` becomes a ``DepthwiseConv2D`` (kernel and quantizer named by
-    :data:`keras_ternary.layer_table.LAYER_WEIGHTS`: ``depthwise_kernel``/``depthwise_quantizer``).
+    Every kernel :data:`keras_ternary.layer_table.LAYER_WEIGHTS` lists for the layer is
+    replaced by its quantizer's output: a ``QuantDepthwiseConv2D`` becomes a
+    ``DepthwiseConv2D`` (``depthwise_kernel``/``depthwise_quantizer``), a
+    ``QuantSeparableConv2D`` a ``SeparableConv2D`` with both its depthwise and its pointwise
+    kernel constant.
 
-    Quantized kernels are noted in ``log.kernels`` (:class:`FoldedKernel`, scale 1).
+    Quantized kernels are noted in ``log.kernels`` (:class:`FoldedKernel`, scale 1), under
+    the name of the op that applies each (:func:`keras_ternary.layer_table.kernel_op_names`).
 
     Raises:
         ExportError: for ``pad_values != 0``.
@@ -350,14 +366,17 @@ class ConstantKernel(Transform):
         config = copy.deepcopy(node.config)
         if float(config.get("pad_values", 0.0) or 0.0) != 0.0:
             raise ExportError(f"layer {node.name!r}: pad_values != 0 is not supported by export")
-        for key in _LARQ_KEYS:
+        weights = kernel_weights(src)
+        for key in (*_LARQ_KEYS, *(w.quantizer_attr for w in weights)):
             config.pop(key, None)
         config["kernel_constraint"] = None
-        if "depthwise_constraint" in config:
-            config["depthwise_constraint"] = None
+        for w in weights:  # kernel_constraint, depthwise_constraint, pointwise_constraint
+            constraint = w.kernel_attr.removesuffix("kernel") + "constraint"
+            if constraint in config:
+                config[constraint] = None
         use_bias = bool(getattr(src, "use_bias", False))
         config["use_bias"] = bool(node.config.get("use_bias", False))
-        kernel = constant_kernel(src)
+        kernels = [constant_kernel(src, w) for w in weights]
         entry = {
             **node.entry,
             "module": "keras.layers",
@@ -365,28 +384,33 @@ class ConstantKernel(Transform):
             "registered_name": None,
             "config": config,
         }
-        graph.replace(node.name, entry, [kernel] + ([src.bias.numpy()] if use_bias else []))
-        if kernel_quantizer(src) is not None:
+        graph.replace(node.name, entry, kernels + ([src.bias.numpy()] if use_bias else []))
+        names = kernel_op_names(node.name, weights)
+        for w, name, kernel in zip(weights, names, kernels, strict=True):
+            if getattr(src, w.quantizer_attr, None) is None:
+                continue
             kind = "ternary" if is_ternary(kernel) else "other"
-            depthwise = entry["class_name"] == _DEPTHWISE
-            n_out = kernel.shape[-2] * kernel.shape[-1] if depthwise else kernel.shape[-1]
+            n_out = kernel.shape[-2] * kernel.shape[-1] if w.depthwise else kernel.shape[-1]
             ones = np.ones(n_out, np.float32)
-            log.kernels[node.name] = FoldedKernel(
-                node.name, kind, kernel, ones, depthwise=depthwise
+            part_of = None if name == node.name else node.name
+            log.kernels[name] = FoldedKernel(
+                name, kind, kernel, ones, depthwise=w.depthwise, part_of=part_of
             )
 
 
 class ConvBatchNormFold(Transform):
-    """Batch-norm right after a single-use linear conv/dense/depthwise conv → folded into its
-    kernel and bias (a depthwise kernel's output channel ``c·multiplier + m`` is ``[..., c, m]``).
+    """Batch-norm right after a single-use linear conv/dense/depthwise/separable conv → folded
+    into its last kernel (a separable convolution's pointwise one) and its bias (a depthwise
+    kernel's output channel ``c·multiplier + m`` is ``[..., c, m]``).
     """
 
-    patterns = (Chain((*_LINEAR, _DEPTHWISE), _BN),)
+    patterns = (Chain((*_LINEAR, _DEPTHWISE, _SEPARABLE), _BN),)
 
     def accept(self, graph: ConfigGraph, match: list[Node], log: FoldLog) -> bool:
         conv, bn = match
         return (
-            _is_linear(conv)
+            conv.source is not None
+            and _is_linear(conv)
             and _normalises_last_axis(bn)
             and conv.config.get("data_format", "channels_last") == "channels_last"
         )
@@ -394,13 +418,16 @@ class ConvBatchNormFold(Transform):
     def replace(self, graph: ConfigGraph, match: list[Node], log: FoldLog) -> None:
         conv, bn = match
         s, t = batchnorm_affine(bn.source)
-        bias = conv.weights[1] if len(conv.weights) > 1 else None
-        kernel = np.asarray(conv.weights[0])
-        if conv.class_name == _DEPTHWISE:  # (kh, kw, in, m) -> (kh, kw, in·m): channels last
-            kernel = kernel.reshape(*kernel.shape[:-2], -1)
+        kernels = kernel_weights(conv.source)
+        last, i = kernels[-1], len(kernels) - 1  # weights: the kernels, then the bias
+        bias = conv.weights[i + 1] if len(conv.weights) > i + 1 else None
+        shape = np.shape(conv.weights[i])
+        kernel = np.asarray(conv.weights[i])
+        if last.depthwise:  # (kh, kw, in, m) -> (kh, kw, in·m): channels last
+            kernel = kernel.reshape(*shape[:-2], -1)
         kernel, bias = fold_batchnorm(kernel, bias, s, t)
         conv.config["use_bias"] = True
-        graph.replace(conv.name, weights=[kernel.reshape(conv.weights[0].shape), bias])
+        graph.replace(conv.name, weights=[*conv.weights[:i], kernel.reshape(shape), bias])
         graph.remove(bn.name)
         log.folded[bn.name] = conv.name
         kernel = log.kernels.get(conv.name)
