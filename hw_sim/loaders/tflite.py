@@ -170,10 +170,12 @@ class _Builder:
 
     def src(self, t: int) -> str:
         if t in self.sym:
-            what = "an input quantizer" if self.sym[t][0] == "quantized" else "part of one"
+            what = {
+                "quantized": "an input quantizer and feeds a layer that is not a conv / dense",
+                "shape": "a run-time shape and feeds a layer that is not a RESHAPE",
+            }.get(self.sym[t][0], "part of an input quantizer and feeds another layer")
             raise HwSimError(
-                f"{self.r.path}: tensor {self.r.name(t)!r} is {what} and feeds a layer that is "
-                "not a convolution / dense; hw_sim cannot represent that"
+                f"{self.r.path}: tensor {self.r.name(t)!r} is {what}; hw_sim cannot represent that"
             )
         if t in self.pending_mul:
             self._emit_pending(t)
@@ -447,6 +449,13 @@ class _Builder:
         """The input-quantizer pattern tensor ``t`` is part of (None: an ordinary tensor)."""
         return self.sym.get(t)
 
+    def is_shape(self, tensors: list[int]) -> bool:
+        """True if some of ``tensors`` is a run-time shape and the others are constants."""
+        shape = [t in self.sym and self.sym[t][0] == "shape" for t in tensors]
+        return any(shape) and all(
+            s or self.r.constant(t) is not None for s, t in zip(shape, tensors, strict=True)
+        )
+
 
 # ---------------------------------------------------------------------------- the table
 Converter = Callable[[_Builder, str, Any, list[int], int], None]
@@ -551,22 +560,28 @@ def _binary(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
         b.activation(fused, current, out, b.act_name(out, name))
 
 
-@tflite_op("MEAN")
+#: TFLite reduction over H, W -> the IR's global pooling kind.
+_GLOBAL_POOL = {"MEAN": "global_avgpool", "REDUCE_MAX": "global_maxpool"}
+
+
+@tflite_op(*_GLOBAL_POOL)
 def _mean(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
     r = b.r
     axes = r.constant(inputs[1])
-    name = b.name_of(out, "global_avgpool")
+    pool_kind = _GLOBAL_POOL[kind]
+    name = b.name_of(out, pool_kind)
     if (
         axes is None
         or sorted(int(a) for a in axes.reshape(-1)) != [1, 2]
         or (opts and opts.keepDims)
     ):
         raise HwSimError(
-            f"{r.path}: layer {name!r}: only MEAN over H, W without keep_dims is supported"
+            f"{r.path}: layer {name!r}: only {kind} over H, W without keep_dims is supported"
         )
     src = b.src(inputs[0])
-    pooled = b.emit(Op(name, "global_avgpool", [src], b.shape(out), source_type="tflite:MEAN"), out)
-    b.residual_bn(pooled, inputs[:1], out, pooled=True)
+    pooled = b.emit(Op(name, pool_kind, [src], b.shape(out), source_type=f"tflite:{kind}"), out)
+    if kind == "MEAN":
+        b.residual_bn(pooled, inputs[:1], out, pooled=True)
 
 
 @tflite_op("MAX_POOL_2D", "AVERAGE_POOL_2D")
@@ -599,6 +614,26 @@ def _pool(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
 def _activation(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
     act = activations.from_tflite_op(kind)
     b.activation(act, b.src(inputs[0]), out, b.name_of(out, kind.lower()))
+
+
+# A Keras Reshape / Flatten with a free batch size computes its target shape at run time:
+# SHAPE(x), then STRIDED_SLICE / PACK / CONCATENATION of that with constants. Those tensors
+# are followed symbolically (``("shape", ...)``); RESHAPE takes its shape from its output.
+@tflite_op("SHAPE")
+def _shape_of(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    b.sym[out] = ("shape", b.r.name(inputs[0]))
+
+
+@tflite_op("STRIDED_SLICE", "PACK")
+def _shape_math(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    """Arithmetic on a run-time shape; anything else is not a layer the IR knows."""
+    if b.is_shape(inputs):
+        b.sym[out] = ("shape", kind)
+        return
+    name = _layer_name(b.r.name(out), kind.lower())
+    raise HwSimError(
+        f"{b.r.path}: layer {name!r}: TFLite operator {kind} cannot be represented in the IR"
+    )
 
 
 @tflite_op("RESHAPE")
@@ -640,6 +675,9 @@ def _concat(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
     axis = int(opts.axis) if opts is not None else -1
     if axis not in (-1, rank - 1):
         raise HwSimError(f"{b.r.path}: layer {name!r}: only channel concatenation is supported")
+    if b.is_shape(inputs):  # a run-time shape for a RESHAPE
+        b.sym[out] = ("shape", kind)
+        return
     srcs = [b.src(t) for t in inputs]
     current = b.emit(
         Op(name, "concat", srcs, b.shape(out), source_type="tflite:CONCATENATION"), out
