@@ -250,7 +250,7 @@ class Chain:
         chain = [last]
         for classes in reversed(self.links[:-1]):
             node = chain[0]
-            if len(node.calls) != 1 or len(node.calls[0]) != 1:
+            if len(node.calls) != 1 or len(node.inputs) != 1:
                 return None
             prev = graph.get(node.inputs[0])
             if (
