@@ -207,12 +207,15 @@ class _Builder:
         return self.emit(op, output)
 
     # ------------------------------------------------------------------ operators
-    def quantized_src(self, t: int) -> tuple[str, Quantizer | None]:
-        """The IR tensor a compute op reads and the input quantizer applied to it (if any)."""
+    def quantized_src(self, t: int) -> tuple[str, Quantizer | None, tuple | None]:
+        """The IR tensor a compute op reads, the input quantizer applied to it (if any), and
+        ``(padding, pad_value, unpadded shape)`` if the quantized tensor was padded (PADV2)."""
         value = self.sym.get(t)
         if value is not None and value[0] == "quantized":
-            return value[1], value[2]
-        return self.src(t), None
+            return value[1], value[2], None
+        if value is not None and value[0] == "padded":
+            return value[1], value[2], value[3:]
+        return self.src(t), None, None
 
     def compute_name(self, weights: int, output: int) -> str:
         """A compute layer's name without metadata: from its kernel's tensor, else its output."""
@@ -287,7 +290,7 @@ class _Builder:
             has_bias = layer.use_bias
         bias = np.zeros(levels.shape[-1]) if bias is None else bias
         unit_scale = bool(folded) or is_unit_scale(scale)
-        in_name, input_quantizer = self.quantized_src(inputs[0])
+        in_name, input_quantizer, padded = self.quantized_src(inputs[0])
         common = dict(
             inputs=[in_name],
             output_shape=self.shape(output),
@@ -301,17 +304,32 @@ class _Builder:
             else (np.zeros_like(scale) if folded else bias.astype(np.float32)),
         )
         if kind == "FULLY_CONNECTED":
+            if padded:
+                raise HwSimError(f"{where}: reads a padded quantized tensor")
             current = self.emit(Op(name, "dense", **common), None)
         else:
             kernel = (int(levels.shape[0]), int(levels.shape[1]))
             pad = r.padding(opts, in_shape, kernel, strides)
+            pad_value = 0.0
+            if padded:  # a larq pad_values convolution: PADV2 of the quantized input, VALID
+                if any(pad):
+                    raise HwSimError(f"{where}: pads a padded quantized tensor again")
+                pad, pad_value, in_shape = padded
             try:
                 expect = output_hw(in_shape[:2], kernel, strides, pad)
             except ContractError:
                 expect = None
             if expect != tuple(common["output_shape"][:2]):
                 raise HwSimError(f"{where}: output size does not match its padding")
-            op = Op(name, "conv2d", strides=strides, padding=pad, groups=groups, **common)
+            op = Op(
+                name,
+                "conv2d",
+                strides=strides,
+                padding=pad,
+                pad_value=pad_value,
+                groups=groups,
+                **common,
+            )
             current = self.emit(op, None)
         if folded:
             eps = float(layer.bn_epsilon or 1e-3)
@@ -656,6 +674,15 @@ def _pad(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
         constant = r.constant(inputs[2])
         value = float(constant.reshape(-1)[0]) if constant is not None else 0.0
     padding = tuple(int(p) for p in (*pads[1], *pads[2]))
+    quantized = b.symbolic(inputs[0])
+    if quantized is not None and quantized[0] == "quantized":
+        # larq pads the quantized input of a convolution (pad_values): the quantizer's output
+        # is -1, 0 or +1, the pad value too (int8 files store it rounded)
+        if abs(value - round(value)) > 0.05 or abs(round(value)) > 1:
+            raise HwSimError(f"{r.path}: layer {name!r}: pads a quantized tensor with {value}")
+        _, src, quantizer = quantized
+        b.sym[out] = ("padded", src, quantizer, padding, float(round(value)), b.shape(inputs[0]))
+        return
     op = Op(
         name,
         "pad",
