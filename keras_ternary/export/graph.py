@@ -129,11 +129,17 @@ class ConfigGraph:
         """The graph of a functional model, with every layer's weights and output rank.
 
         Raises:
-            ExportError: if an inbound node is not in the ``[[layer, i, j, kwargs], ...]`` form.
+            ExportError: if an inbound node is not in the ``[[layer, i, j, kwargs], ...]`` form
+                (or a ``TFOpLambda``'s ``[layer, i, j, kwargs]``), or for a ``Lambda`` layer.
         """
         config = copy.deepcopy(model.get_config())
         nodes = []
         for entry in config.pop("layers"):
+            if entry["class_name"] == "Lambda":
+                raise ExportError(
+                    f"layer {entry['name']!r} (Lambda): holds Python code, which export does "
+                    "not rebuild; use a Keras layer instead"
+                )
             for call in entry.get("inbound_nodes", []):
                 if not isinstance(call, list) or not (
                     _is_ref(call) or all(_is_ref(a) for a in call)
