@@ -286,12 +286,13 @@ def export_metadata(model: tf.keras.Model, graph: InferenceGraph, mode: str) -> 
     scales = {k.layer: k.scale for k in graph.kernels}
     residual_of = {name: f.bn for f in graph.residual for name, _ in f.branches}
     layers = []
+    source_names = {layer.name for layer in model.layers}
     for layer in graph.model.layers:
         plain = type(layer).__name__
         if plain not in ("Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv2D"):
             continue
-        if plain == "DepthwiseConv2D" and layer.name not in scales:
-            continue  # not a quantized depthwise layer of the source (e.g. a residual scale)
+        if layer.name not in source_names:
+            continue  # added by the export (a residual batch-norm's depthwise scale)
         src = model.get_layer(layer.name)
         q = kernel_quantizer(src)
         bn = folded_into.get(layer.name)
