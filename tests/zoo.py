@@ -8,9 +8,11 @@ slow for the suite: ``tf.keras.applications.ResNet50`` (23.6 M weights even at 3
 ``.keras`` file takes ~30 s to load) and larq_zoo ``XNORNet`` (needs 224x224 inputs, 58 M
 weights).
 
-``missing`` names, per file format, what hw_sim cannot load yet: the tests mark those cases
-as expected failures (strict), so a case that starts to work fails until its mark is
-removed. ``emulation_missing`` says why a model that loads cannot be emulated yet.
+``missing`` names, per file format, what hw_sim cannot load yet (``".tflite"``: what does
+not survive export with ``keras_ternary.export.to_tflite`` and hw_sim's .tflite loader,
+tests/test_zoo_tflite.py): the tests mark those cases as expected failures (strict), so a
+case that starts to work fails until its mark is removed. ``emulation_missing`` says why a
+model that loads cannot be emulated yet.
 ``refused`` marks a model hw_sim refuses by design: the float ``MobileNetV2`` (hw_sim
 profiles ternary/binary networks; a float network has no ternary/binary kernel to count, so
 its "energy on a ternary accelerator" would mean nothing). Its layers (depthwise, ReLU6,
@@ -332,6 +334,7 @@ ZOO: dict[str, ZooModel] = {
         ZooModel(
             "real_to_binary_net",
             _larq_zoo("RealToBinaryNet", 32),
+            {".tflite": "#15: export refuses its Lambda layers (Python code)"},
             needs_larq_zoo=True,
             # its Lambda layers (identities, ``lambda x: x``) hold Python code: refused in
             # safe mode; with safe_mode=False it loads, counts and emulates exactly

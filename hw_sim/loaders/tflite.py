@@ -172,10 +172,12 @@ class _Builder:
 
     def src(self, t: int) -> str:
         if t in self.sym:
-            what = "an input quantizer" if self.sym[t][0] == "quantized" else "part of one"
+            what = {
+                "quantized": "an input quantizer and feeds a layer that is not a conv / dense",
+                "shape": "a run-time shape and feeds a layer that is not a RESHAPE",
+            }.get(self.sym[t][0], "part of an input quantizer and feeds another layer")
             raise HwSimError(
-                f"{self.r.path}: tensor {self.r.name(t)!r} is {what} and feeds a layer that is "
-                "not a convolution / dense; hw_sim cannot represent that"
+                f"{self.r.path}: tensor {self.r.name(t)!r} is {what}; hw_sim cannot represent that"
             )
         if t in self.pending_mul:
             self._emit_pending(t)
@@ -207,12 +209,15 @@ class _Builder:
         return self.emit(op, output)
 
     # ------------------------------------------------------------------ operators
-    def quantized_src(self, t: int) -> tuple[str, Quantizer | None]:
-        """The IR tensor a compute op reads and the input quantizer applied to it (if any)."""
+    def quantized_src(self, t: int) -> tuple[str, Quantizer | None, tuple | None]:
+        """The IR tensor a compute op reads, the input quantizer applied to it (if any), and
+        ``(padding, pad_value, unpadded shape)`` if the quantized tensor was padded (PADV2)."""
         value = self.sym.get(t)
         if value is not None and value[0] == "quantized":
-            return value[1], value[2]
-        return self.src(t), None
+            return value[1], value[2], None
+        if value is not None and value[0] == "padded":
+            return value[1], value[2], value[3:]
+        return self.src(t), None, None
 
     def compute_name(self, weights: int, output: int) -> str:
         """A compute layer's name without metadata: from its kernel's tensor, else its output."""
@@ -287,7 +292,7 @@ class _Builder:
             has_bias = layer.use_bias
         bias = np.zeros(levels.shape[-1]) if bias is None else bias
         unit_scale = bool(folded) or is_unit_scale(scale)
-        in_name, input_quantizer = self.quantized_src(inputs[0])
+        in_name, input_quantizer, padded = self.quantized_src(inputs[0])
         common = dict(
             inputs=[in_name],
             output_shape=self.shape(output),
@@ -301,17 +306,32 @@ class _Builder:
             else (np.zeros_like(scale) if folded else bias.astype(np.float32)),
         )
         if kind == "FULLY_CONNECTED":
+            if padded:
+                raise HwSimError(f"{where}: reads a padded quantized tensor")
             current = self.emit(Op(name, "dense", **common), None)
         else:
             kernel = (int(levels.shape[0]), int(levels.shape[1]))
             pad = r.padding(opts, in_shape, kernel, strides)
+            pad_value = 0.0
+            if padded:  # a larq pad_values convolution: PADV2 of the quantized input, VALID
+                if any(pad):
+                    raise HwSimError(f"{where}: pads a padded quantized tensor again")
+                pad, pad_value, in_shape = padded
             try:
                 expect = output_hw(in_shape[:2], kernel, strides, pad)
             except ContractError:
                 expect = None
             if expect != tuple(common["output_shape"][:2]):
                 raise HwSimError(f"{where}: output size does not match its padding")
-            op = Op(name, "conv2d", strides=strides, padding=pad, groups=groups, **common)
+            op = Op(
+                name,
+                "conv2d",
+                strides=strides,
+                padding=pad,
+                pad_value=pad_value,
+                groups=groups,
+                **common,
+            )
             current = self.emit(op, None)
         if folded:
             eps = float(layer.bn_epsilon or 1e-3)
@@ -449,6 +469,13 @@ class _Builder:
         """The input-quantizer pattern tensor ``t`` is part of (None: an ordinary tensor)."""
         return self.sym.get(t)
 
+    def is_shape(self, tensors: list[int]) -> bool:
+        """True if some of ``tensors`` is a run-time shape and the others are constants."""
+        shape = [t in self.sym and self.sym[t][0] == "shape" for t in tensors]
+        return any(shape) and all(
+            s or self.r.constant(t) is not None for s, t in zip(shape, tensors, strict=True)
+        )
+
 
 # ---------------------------------------------------------------------------- the table
 Converter = Callable[[_Builder, str, Any, list[int], int], None]
@@ -553,22 +580,28 @@ def _binary(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
         b.activation(fused, current, out, b.act_name(out, name))
 
 
-@tflite_op("MEAN")
+#: TFLite reduction over H, W -> the IR's global pooling kind.
+_GLOBAL_POOL = {"MEAN": "global_avgpool", "REDUCE_MAX": "global_maxpool"}
+
+
+@tflite_op(*_GLOBAL_POOL)
 def _mean(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
     r = b.r
     axes = r.constant(inputs[1])
-    name = b.name_of(out, "global_avgpool")
+    pool_kind = _GLOBAL_POOL[kind]
+    name = b.name_of(out, pool_kind)
     if (
         axes is None
         or sorted(int(a) for a in axes.reshape(-1)) != [1, 2]
         or (opts and opts.keepDims)
     ):
         raise HwSimError(
-            f"{r.path}: layer {name!r}: only MEAN over H, W without keep_dims is supported"
+            f"{r.path}: layer {name!r}: only {kind} over H, W without keep_dims is supported"
         )
     src = b.src(inputs[0])
-    pooled = b.emit(Op(name, "global_avgpool", [src], b.shape(out), source_type="tflite:MEAN"), out)
-    b.residual_bn(pooled, inputs[:1], out, pooled=True)
+    pooled = b.emit(Op(name, pool_kind, [src], b.shape(out), source_type=f"tflite:{kind}"), out)
+    if kind == "MEAN":
+        b.residual_bn(pooled, inputs[:1], out, pooled=True)
 
 
 @tflite_op("MAX_POOL_2D", "AVERAGE_POOL_2D")
@@ -603,6 +636,26 @@ def _activation(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> No
     b.activation(act, b.src(inputs[0]), out, b.name_of(out, kind.lower()))
 
 
+# A Keras Reshape / Flatten with a free batch size computes its target shape at run time:
+# SHAPE(x), then STRIDED_SLICE / PACK / CONCATENATION of that with constants. Those tensors
+# are followed symbolically (``("shape", ...)``); RESHAPE takes its shape from its output.
+@tflite_op("SHAPE")
+def _shape_of(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    b.sym[out] = ("shape", b.r.name(inputs[0]))
+
+
+@tflite_op("STRIDED_SLICE", "PACK")
+def _shape_math(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
+    """Arithmetic on a run-time shape; anything else is not a layer the IR knows."""
+    if b.is_shape(inputs):
+        b.sym[out] = ("shape", kind)
+        return
+    name = _layer_name(b.r.name(out), kind.lower())
+    raise HwSimError(
+        f"{b.r.path}: layer {name!r}: TFLite operator {kind} cannot be represented in the IR"
+    )
+
+
 @tflite_op("RESHAPE")
 def _reshape(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
     shape = b.shape(out)
@@ -623,6 +676,15 @@ def _pad(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
         constant = r.constant(inputs[2])
         value = float(constant.reshape(-1)[0]) if constant is not None else 0.0
     padding = tuple(int(p) for p in (*pads[1], *pads[2]))
+    quantized = b.symbolic(inputs[0])
+    if quantized is not None and quantized[0] == "quantized":
+        # larq pads the quantized input of a convolution (pad_values): the quantizer's output
+        # is -1, 0 or +1, the pad value too (int8 files store it rounded)
+        if abs(value - round(value)) > 0.05 or abs(round(value)) > 1:
+            raise HwSimError(f"{r.path}: layer {name!r}: pads a quantized tensor with {value}")
+        _, src, quantizer = quantized
+        b.sym[out] = ("padded", src, quantizer, padding, float(round(value)), b.shape(inputs[0]))
+        return
     op = Op(
         name,
         "pad",
@@ -642,6 +704,9 @@ def _concat(b: _Builder, kind: str, opts, inputs: list[int], out: int) -> None:
     axis = int(opts.axis) if opts is not None else -1
     if axis not in (-1, rank - 1):
         raise HwSimError(f"{b.r.path}: layer {name!r}: only channel concatenation is supported")
+    if b.is_shape(inputs):  # a run-time shape for a RESHAPE
+        b.sym[out] = ("shape", kind)
+        return
     srcs = [b.src(t) for t in inputs]
     current = b.emit(
         Op(name, "concat", srcs, b.shape(out), source_type="tflite:CONCATENATION"), out

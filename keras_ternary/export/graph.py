@@ -62,7 +62,44 @@ class Node:
     @property
     def inputs(self) -> list[str]:
         """Names of the layers feeding the layer's only call ([] if called 0 or 2+ times)."""
-        return [arg[0] for arg in self.calls[0]] if len(self.calls) == 1 else []
+        return [arg[0] for arg in _refs(self.calls[0])] if len(self.calls) == 1 else []
+
+
+def _is_ref(value) -> bool:
+    """``[layer, node_index, tensor_index(, kwargs)]``: a reference to a layer's output."""
+    return (
+        isinstance(value, list)
+        and len(value) in (3, 4)
+        and isinstance(value[0], str)
+        and all(isinstance(i, int) for i in value[1:3])
+    )
+
+
+def _nested_refs(value):
+    if _is_ref(value):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _nested_refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _nested_refs(item)
+
+
+def _refs(call: list) -> list[list]:
+    """Every layer reference of one call, first positional first, as mutable lists.
+
+    A call is a list of ``[layer, i, j, kwargs]`` arguments, or (a ``TFOpLambda``, e.g.
+    ``x + y``) one such argument itself, whose kwargs refer to the other operands
+    (``{"y": [layer, i, j]}``).
+    """
+    args = [call] if _is_ref(call) else call
+    out = []
+    for arg in args:
+        out.append(arg)
+        if len(arg) > 3:
+            out.extend(_nested_refs(arg[3]))
+    return out
 
 
 def layer_entry(name: str, cls: type, config: dict, module: str = "keras.layers") -> dict:
@@ -92,13 +129,21 @@ class ConfigGraph:
         """The graph of a functional model, with every layer's weights and output rank.
 
         Raises:
-            ExportError: if an inbound node is not in the ``[[layer, i, j, kwargs], ...]`` form.
+            ExportError: if an inbound node is not in the ``[[layer, i, j, kwargs], ...]`` form
+                (or a ``TFOpLambda``'s ``[layer, i, j, kwargs]``), or for a ``Lambda`` layer.
         """
         config = copy.deepcopy(model.get_config())
         nodes = []
         for entry in config.pop("layers"):
+            if entry["class_name"] == "Lambda":
+                raise ExportError(
+                    f"layer {entry['name']!r} (Lambda): holds Python code, which export does "
+                    "not rebuild; use a Keras layer instead"
+                )
             for call in entry.get("inbound_nodes", []):
-                if not isinstance(call, list) or not all(isinstance(a, list) for a in call):
+                if not isinstance(call, list) or not (
+                    _is_ref(call) or all(_is_ref(a) for a in call)
+                ):
                     raise ExportError(f"unsupported inbound node format in layer {entry['name']!r}")
             layer = model.get_layer(entry["name"])
             shape = layer.output_shape
@@ -121,7 +166,11 @@ class ConfigGraph:
     def consumers(self, name: str) -> list[str]:
         """Layers that take ``name``'s output, once per argument (in graph order)."""
         return [
-            n.name for n in self._nodes.values() for call in n.calls for a in call if a[0] == name
+            n.name
+            for n in self._nodes.values()
+            for call in n.calls
+            for a in _refs(call)
+            if a[0] == name
         ]
 
     def is_output(self, name: str) -> bool:
@@ -131,7 +180,7 @@ class ConfigGraph:
         """Every argument of every call, then every model output, as mutable lists."""
         for node in self._nodes.values():
             for call in node.calls:
-                yield from call
+                yield from _refs(call)
         yield from self.outputs
 
     def replace(
@@ -162,8 +211,8 @@ class ConfigGraph:
         if name in self._nodes:
             raise ExportError(f"cannot add layer {name!r}: a layer of that name exists already")
         (call,) = self._nodes[consumer].calls
-        arg = call[index]
-        node = Node({**entry, "inbound_nodes": [[copy.deepcopy(arg)]]}, list(weights or []))
+        arg = _refs(call)[index]
+        node = Node({**entry, "inbound_nodes": [[[*arg[:3], {}]]]}, list(weights or []))
         node.rank = self._nodes[arg[0]].rank if arg[0] in self._nodes else None
         arg[0], arg[1], arg[2] = name, 0, 0
         items = list(self._nodes.items())
@@ -174,7 +223,7 @@ class ConfigGraph:
     def remove(self, name: str) -> None:
         """Drop single-input layer ``name``; what it fed (outputs included) takes its input."""
         (call,) = self._nodes[name].calls
-        (source,) = call
+        (source,) = _refs(call)
         del self._nodes[name]
         for arg in self._args():
             if arg[0] == name:

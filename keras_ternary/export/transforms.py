@@ -36,6 +36,7 @@ from keras_ternary.layer_table import QuantizedWeight, kernel_op_names, kernel_w
 __all__ = [
     "Chain",
     "ConstantKernel",
+    "ConstantPad",
     "ConvBatchNormFold",
     "FoldLog",
     "FoldedKernel",
@@ -112,7 +113,33 @@ class RangeClip(tf.keras.layers.Layer):
         return {**super().get_config(), "bound": self.bound}
 
 
-CUSTOM_OBJECTS = {"QuantizerLayer": QuantizerLayer, "RangeClip": RangeClip}
+@tf.keras.utils.register_keras_serializable(package="keras_ternary_export", name="ConstantPad")
+class ConstantPad(tf.keras.layers.Layer):
+    """Pads H and W by ``padding = (top, bottom, left, right)`` with ``value`` (TFLite PADV2).
+
+    What a larq convolution with ``pad_values`` and ``padding="same"`` does before its
+    (then ``"valid"``) convolution.
+    """
+
+    def __init__(self, padding=(0, 0, 0, 0), value: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = tuple(int(p) for p in padding)
+        self.value = float(value)
+
+    def call(self, inputs):
+        top, bottom, left, right = self.padding
+        widths = [[0, 0], [top, bottom], [left, right], [0, 0]]
+        return tf.pad(inputs, widths, constant_values=tf.cast(self.value, inputs.dtype))
+
+    def get_config(self):
+        return {**super().get_config(), "padding": list(self.padding), "value": self.value}
+
+
+CUSTOM_OBJECTS = {
+    "QuantizerLayer": QuantizerLayer,
+    "RangeClip": RangeClip,
+    "ConstantPad": ConstantPad,
+}
 
 
 @dataclass
@@ -262,7 +289,7 @@ class Chain:
         chain = [last]
         for classes in reversed(self.links[:-1]):
             node = chain[0]
-            if len(node.calls) != 1 or len(node.calls[0]) != 1:
+            if len(node.calls) != 1 or len(node.inputs) != 1:
                 return None
             prev = graph.get(node.inputs[0])
             if (
@@ -354,18 +381,44 @@ class ConstantKernel(Transform):
     Quantized kernels are noted in ``log.kernels`` (:class:`FoldedKernel`, scale 1), under
     the name of the op that applies each (:func:`keras_ternary.layer_table.kernel_op_names`).
 
+    A ``"same"`` convolution with larq ``pad_values != 0`` becomes a :class:`ConstantPad`
+    named ``<layer>_pad`` (after its input quantizer, as larq pads the quantized input)
+    followed by the ``"valid"`` convolution.
+
     Raises:
-        ExportError: for ``pad_values != 0``.
+        ExportError: for ``pad_values != 0`` on a layer that is not a 2-D convolution with
+            dilation 1.
     """
 
     patterns = (Chain(tuple(_PLAIN_CLASS)),)
+
+    def _pad_values(self, graph: ConfigGraph, node: Node, config: dict) -> None:
+        """Move ``pad_values`` of a ``"same"`` convolution into a :class:`ConstantPad`."""
+        from keras_ternary.contract.geometry import window_padding
+
+        value = float(config.get("pad_values", 0.0) or 0.0)
+        if value == 0.0 or config.get("padding") != "same":
+            return
+        if node.class_name not in ("QuantConv2D", "QuantDepthwiseConv2D") or any(
+            d != 1 for d in config.get("dilation_rate", (1, 1))
+        ):
+            raise ExportError(
+                f"layer {node.name!r} ({node.class_name}): pad_values != 0 is supported by "
+                "export only on 2-D convolutions without dilation"
+            )
+        in_hw = tuple(node.source.input_shape[1:3])
+        pads = window_padding("same", in_hw, tuple(config["kernel_size"]), tuple(config["strides"]))
+        entry = layer_entry(
+            f"{node.name}_pad", ConstantPad, {"trainable": False, "padding": pads, "value": value}
+        )
+        graph.insert(entry, node.name, 0)
+        config["padding"] = "valid"
 
     def replace(self, graph: ConfigGraph, match: list[Node], log: FoldLog) -> None:
         (node,) = match
         src = node.source
         config = copy.deepcopy(node.config)
-        if float(config.get("pad_values", 0.0) or 0.0) != 0.0:
-            raise ExportError(f"layer {node.name!r}: pad_values != 0 is not supported by export")
+        self._pad_values(graph, node, config)
         weights = kernel_weights(src)
         for key in (*_LARQ_KEYS, *(w.quantizer_attr for w in weights)):
             config.pop(key, None)
