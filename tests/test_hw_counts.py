@@ -11,6 +11,7 @@ from hw_sim.ir import Graph, Op, Quantizer, same_padding
 from hw_sim.technology import load_tech
 
 TECH = load_tech()
+FP32_TECH = load_tech({"other_precision": "float32"})
 TERNARY_IN = Quantizer("ternary", delta=0.1)
 SIGN_IN = Quantizer("sign")
 
@@ -60,7 +61,8 @@ def conv_graph(weights, in_shape, strides=(1, 1), act="ternary", wprec="ternary"
 
 def compute_actions(graph, model, tech=TECH):
     op = graph.op(graph.outputs[0])
-    return ACCELERATORS.get(model, BASELINES.get(model)).count_compute(op, graph, tech)
+    bound = ACCELERATORS.get(model, BASELINES.get(model)).for_tech(tech)
+    return bound.count_compute(op, graph, tech)
 
 
 # --- bitwise ---------------------------------------------------------------------------
@@ -107,8 +109,10 @@ def test_bitwise_falls_back_to_adds_for_float_activations():
     w = np.zeros((3, 3, 1, 1))
     w[1, 1, 0, 0] = 1
     lc = compute_actions(conv_graph(w, (3, 3, 1), act="float32"), "bitwise")
-    assert lc.actions["compute"] == {"fp32_add": 9}
+    assert lc.actions["compute"] == {"int32_add": 9}  # float tensors held at int8 (default)
     assert lc.mode.startswith("fallback")
+    lc = compute_actions(conv_graph(w, (3, 3, 1), act="float32"), "bitwise", FP32_TECH)
+    assert lc.actions["compute"] == {"fp32_add": 9}
 
 
 # --- zeroskip --------------------------------------------------------------------------
@@ -131,7 +135,8 @@ def test_zeroskip_conv_skips_zero_weights_and_padding():
     lc = compute_actions(g, "zeroskip")
     # 81 dense MACs: 49 touch real inputs, 32 padding; of the 49, 9 meet the zero weight
     assert dense_macs(g.op("conv")) == 81
-    assert lc.actions["compute"] == {"fp32_add": 40}
+    assert lc.actions["compute"] == {"int32_add": 40}  # float input held at int8 (default)
+    assert compute_actions(g, "zeroskip", FP32_TECH).actions["compute"] == {"fp32_add": 40}
     assert lc.details["skipped_zero_weight"] == 9 and lc.details["skipped_padding"] == 32
     assert lc.executed + lc.skipped == 81
     lc = compute_actions(conv_graph(w, (3, 3, 1), act="ternary"), "zeroskip")

@@ -95,7 +95,9 @@ class BitwiseModel(CountingModel):
         groups = fetch_groups(op, tech.buffer.pe_cols)
         if op.act_precision not in _LOW:
             adds = count_sparse_adds(op, graph)
-            lc.add("compute", accumulate_action(op.act_precision), adds["adds"])
+            lc.add(
+                "compute", accumulate_action(op.act_precision, self.other_precision), adds["adds"]
+            )
             lc.unit, lc.executed = "adds", adds["adds"]
             lc.skipped = adds["skipped_zero_weight"] + adds["skipped_padding"]
             lc.mode = f"fallback: add/sub per nonzero weight ({op.act_precision} activations)"

@@ -126,9 +126,16 @@ class CountingModel:
         return True
 
 
-def accumulate_action(act_precision: str) -> str:
-    """The add that accumulates one product: fp32 for float activations, else int32."""
-    return "fp32_add" if act_precision == "float32" else "int32_add"
+def accumulate_action(act_precision: str, other_precision: str) -> str:
+    """The add that accumulates one product of a ternary/binary kernel (zero skipping).
+
+    Integer activations accumulate in int32. Float activations are held at
+    ``other_precision`` like every float tensor (:meth:`CountingModel.tensor_bits`): int8
+    values accumulate in int32 too, as on the INT8 baseline; with ``float32`` the add is fp32.
+    """
+    if act_precision == "float32" and other_precision == "float32":
+        return "fp32_add"
+    return "int32_add"
 
 
 def count_sparse_adds(op: Op, graph: Graph, activation_sparsity: float = 0.0) -> dict:

@@ -1,11 +1,11 @@
 """``zeroskip``: ternary/binary weights x int8 or float activations, zeros skipped.
 
-Each nonzero weight costs one add or subtract of the activation it meets (fp32 add for
-float activations, int32 add into the accumulator otherwise); zero weights and padding
-taps are skipped and counted. Optionally (``accelerators.zeroskip.activation_sparsity``
-in the technology table) an expected fraction of the remaining adds meets a zero
-activation and is skipped dynamically. Float kernels fall back to
-dense MACs at the table's ``other_precision`` (int8 by default).
+Each nonzero weight costs one add or subtract of the activation it meets (an int32 add
+into the accumulator; fp32 for float activations when ``other_precision`` is float32);
+zero weights and padding taps are skipped and counted. Optionally
+(``accelerators.zeroskip.activation_sparsity`` in the technology table) an expected
+fraction of the remaining adds meets a zero activation and is skipped dynamically. Float
+kernels fall back to dense MACs at the table's ``other_precision`` (int8 by default).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class ZeroSkipModel(CountingModel):
         lc = LayerCount()
         groups = fetch_groups(op, tech.buffer.pe_cols)
         adds = count_sparse_adds(op, graph, self.config(tech).activation_sparsity)
-        lc.add("compute", accumulate_action(op.act_precision), adds["adds"])
+        lc.add("compute", accumulate_action(op.act_precision, self.other_precision), adds["adds"])
         count_epilogue(op, lc)
         lc.unit, lc.executed = "adds", adds["adds"]
         lc.skipped = (
