@@ -92,10 +92,26 @@ def test_constant_kernel():
     np.testing.assert_allclose(new(images()).numpy(), model(images()).numpy(), **TOL)
 
 
-def test_constant_kernel_rejects_pad_values():
+def test_constant_kernel_moves_pad_values_into_a_constant_pad():
     inputs = tf.keras.Input((6, 6, 3))
-    out = lq.layers.QuantConv2D(4, 3, padding="same", pad_values=1.0, name="conv")(inputs)
-    with pytest.raises(ExportError, match="pad_values"):
+    conv = lq.layers.QuantConv2D(
+        4, 3, padding="same", pad_values=1.0, kernel_quantizer="ste_sign", name="conv"
+    )
+    model = model_of(inputs, conv(inputs))
+    new, _ = rewrite(model, ConstantKernel())
+    assert list(layer_names(new).values())[1:] == ["ConstantPad", "Conv2D"]
+    assert list(layer_names(new))[1:] == ["conv_pad", "conv"]
+    assert new.get_layer("conv").get_config()["padding"] == "valid"
+    x = images()
+    np.testing.assert_allclose(new(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_constant_kernel_rejects_pad_values_it_cannot_move():
+    inputs = tf.keras.Input((6, 6, 3))
+    out = lq.layers.QuantConv2D(4, 3, padding="same", pad_values=1.0, dilation_rate=2, name="conv")(
+        inputs
+    )
+    with pytest.raises(ExportError, match="pad_values != 0 is supported by export only"):
         rewrite(tf.keras.Model(inputs, out), ConstantKernel())
 
 
