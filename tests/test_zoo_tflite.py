@@ -8,13 +8,11 @@ the zero weights those of the layer's quantized (or float) kernel in Keras (int8
 a float kernel may only add zeros), and a layer with a ternary / binary kernel quantizer must
 be counted at that precision. What does not survive yet is a strict expected failure
 (``ZooModel.missing[".tflite"]``); an export the exporter refuses must say why in one line
-naming the layer. The slowest larq_zoo models run with ``KERAS_TERNARY_ZOO_ALL=1`` (and in
-``scripts/zoo_table.py``), to keep this file under ~90 s.
+naming the layer. The larq_zoo exports take 10-40 s each: the whole file takes ~2.5 min
+serially on 2 loaded cores.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pytest
@@ -30,10 +28,6 @@ from tests.independent_count import count_model
 from tests.test_zoo import NO_LARQ_ZOO, _per_keras_layer
 from tests.zoo import ZOO, ZooModel
 
-#: larq_zoo models whose export takes 20-60 s on a loaded 2-core machine (BinaryResNetE18,
-#: with a float stem and binary convolutions on sign inputs like BiRealNet's, stays)
-SLOW = ("birealnet", "quicknet_small", "binary_densenet28", "binary_alexnet")
-RUN_SLOW = os.environ.get("KERAS_TERNARY_ZOO_ALL") == "1"
 #: models the exporter refuses: a fragment of the expected one-line error
 REFUSED_EXPORT = {"real_to_binary_net": r"layer 'r2b_\w+' \(Lambda\): holds Python code"}
 
@@ -45,10 +39,6 @@ def export_mode(entry: ZooModel) -> str:
 
 def _marks(entry: ZooModel) -> list:
     marks = [NO_LARQ_ZOO] if entry.needs_larq_zoo else []
-    if entry.name in SLOW:
-        marks.append(
-            pytest.mark.skipif(not RUN_SLOW, reason="slow export: KERAS_TERNARY_ZOO_ALL=1")
-        )
     reason = entry.missing.get(".tflite")
     if reason:
         marks.append(pytest.mark.xfail(strict=True, reason=reason))
