@@ -31,8 +31,8 @@ def test_pools_zeros_per_stage_from_a_snapshot(tmp_path, capsys):
     path.write_text(json.dumps(snapshot))
     assert layer_sparsity.main([str(path)]) == 0
     out = capsys.readouterr().out
-    assert "stage1 (pooled)                   400   75.0%" in out
-    assert "all                               410   73.4%" in out
+    assert "stage1 (pooled)                   400      100   75.0%" in out
+    assert "all                               410      109   73.4%" in out
 
 
 def test_bad_file_is_one_error_line(tmp_path, capsys):
