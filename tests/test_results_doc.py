@@ -3,7 +3,7 @@
 The tables are regenerated with ``python -m keras_ternary report /work/runs/reduced
 /work/runs/reduced-extras --out docs/figures/reduced --include-partial`` and ``python -m
 keras_ternary report /work/runs/reduced-faithful --out docs/figures/faithful
---include-partial``; a table edited by hand in the page, or a page not updated after the
+--include-partial`` (and ``reduced-compressed`` to ``docs/figures/compressed``); a table edited by hand in the page, or a page not updated after the
 report, fails here.
 """
 
@@ -13,7 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
-EPOCHS = [ROOT / "docs" / "figures" / name / "epochs.md" for name in ("reduced", "faithful")]
+EPOCHS = [
+    ROOT / "docs" / "figures" / name / "epochs.md" for name in ("reduced", "faithful", "compressed")
+]
 
 
 def _epoch_tables(text: str) -> list[str]:
