@@ -3,8 +3,8 @@
 The tables are regenerated with ``python -m keras_ternary report /work/runs/reduced
 /work/runs/reduced-extras --out docs/figures/reduced --include-partial`` and ``python -m
 keras_ternary report /work/runs/reduced-faithful --out docs/figures/faithful
---include-partial`` (and ``reduced-compressed`` to ``docs/figures/compressed``); a table edited by hand in the page, or a page not updated after the
-report, fails here.
+--include-partial`` (and ``reduced-compressed`` to ``docs/figures/compressed``); a
+table edited by hand in the page, or a page not updated after the report, fails here.
 """
 
 from __future__ import annotations
