@@ -148,8 +148,12 @@ def _keras_model(model, safe_mode: bool = True):
 
 
 #: An integer accumulator is a mismatch when it differs from Keras' by more than this (Keras'
-#: output minus the bias, divided by a channel scale, in float64).
-ACC_TOLERANCE = 1e-3
+#: output minus the bias, divided by a channel scale, in float64): Keras' value must round to
+#: the emulator's integer. Any wrong term moves an accumulator by a whole unit or more (a
+#: flipped sign by 2), while Keras' float32 sum of thousands of ±scale terms, in whatever
+#: order oneDNN picks on a CPU (blocking, threads, Winograd), lands within a small fraction
+#: of a unit; a tighter bound (it was 1e-3) made the verdict depend on the CPU and its load.
+ACC_TOLERANCE = 0.5
 #: A teacher-forced float layer agrees when ``max |emulated - Keras|`` of its accumulators is
 #: at most this times ``max(1, max |Keras|)`` (fp32 sums in another order differ by ulps).
 FLOAT_TOLERANCE = 1e-4
