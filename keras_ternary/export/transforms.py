@@ -51,7 +51,6 @@ __all__ = [
     "constant_kernel",
     "fold_batchnorm",
     "is_ternary",
-    "kernel_quantizer",
 ]
 
 # larq layer class -> plain Keras class with the same weights (its kernels[, bias]).
@@ -224,11 +223,6 @@ def _kernel_weight(layer: tf.keras.layers.Layer) -> QuantizedWeight:
     if len(weights) != 1:
         raise ExportError(f"layer {layer.name!r}: export needs exactly one kernel")
     return weights[0]
-
-
-def kernel_quantizer(layer: tf.keras.layers.Layer):
-    """The quantizer of a layer's kernel (``kernel_quantizer``/``depthwise_quantizer``) or None."""
-    return getattr(layer, _kernel_weight(layer).quantizer_attr, None)
 
 
 def constant_kernel(
