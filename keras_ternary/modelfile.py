@@ -32,12 +32,25 @@ __all__ = [
     "check_model_file",
     "code_entries",
     "h5_model_config",
+    "is_inbound_ref",
     "keras_load",
     "keras_version",
     "load_error_reason",
     "load_model",
     "plain_functions",
 ]
+
+
+def is_inbound_ref(value: Any) -> bool:
+    """True for ``[layer name, node index, tensor index(, kwargs)]``: a reference to a layer's
+    output in a Keras 2 model config's ``inbound_nodes`` (or in a ``TFOpLambda``'s kwargs)."""
+    return (
+        isinstance(value, list | tuple)
+        and len(value) in (3, 4)
+        and isinstance(value[0], str)
+        and all(isinstance(i, int) for i in value[1:3])
+    )
+
 
 #: Layer classes whose saved config holds Python code (byte code or a function to import).
 CODE_LAYERS = frozenset({"Lambda"})

@@ -25,6 +25,7 @@ from keras_ternary.contract.errors import ContractError
 from keras_ternary.contract.geometry import output_hw, window_padding
 from keras_ternary.contract.ternary import is_unit_scale, split_kernel
 from keras_ternary.layer_table import QuantizedWeight, kernel_op_names, kernel_weights
+from keras_ternary.modelfile import is_inbound_ref
 
 __all__ = ["SUFFIXES", "from_keras_model", "keras_layer", "load", "tensor_precision", "tf_function"]
 
@@ -645,16 +646,6 @@ def _lambda(c: _Layer) -> None:
 
 
 # ---------------------------------------------------------------------------- topology
-def _is_tensor_ref(value) -> bool:
-    """``[layer name, node index, tensor index(, kwargs)]`` of a Keras 2 inbound node."""
-    return (
-        isinstance(value, list | tuple)
-        and len(value) in (3, 4)
-        and isinstance(value[0], str)
-        and all(isinstance(i, int) for i in value[1:3])
-    )
-
-
 def _inbound(entry: dict) -> tuple[list[str], dict]:
     """Input tensor names and constant call arguments of one layer's (only) inbound node.
 
@@ -672,7 +663,7 @@ def _inbound(entry: dict) -> tuple[list[str], dict]:
     if not nodes:
         return [], {}
     node = nodes[0]
-    refs = [node] if _is_tensor_ref(node) else node
+    refs = [node] if is_inbound_ref(node) else node
     inputs: list[str] = []
     kwargs: dict = {}
 
@@ -682,12 +673,12 @@ def _inbound(entry: dict) -> tuple[list[str], dict]:
         inputs.append(ref[0])
 
     for ref in refs if isinstance(refs, list | tuple) else [refs]:
-        if not _is_tensor_ref(ref):
+        if not is_inbound_ref(ref):
             raise fail("unsupported inbound node format")
         add(ref)
         extra = ref[3] if len(ref) == 4 else {}
         for key, value in (extra or {}).items():
-            if _is_tensor_ref(value):
+            if is_inbound_ref(value):
                 add(value)
             else:
                 kwargs[key] = value

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
+from keras_ternary.modelfile import is_inbound_ref
+
 __all__ = ["ConfigGraph", "ExportError", "Node"]
 
 
@@ -66,13 +68,9 @@ class Node:
 
 
 def _is_ref(value) -> bool:
-    """``[layer, node_index, tensor_index(, kwargs)]``: a reference to a layer's output."""
-    return (
-        isinstance(value, list)
-        and len(value) in (3, 4)
-        and isinstance(value[0], str)
-        and all(isinstance(i, int) for i in value[1:3])
-    )
+    """A reference to a layer's output (:func:`~keras_ternary.modelfile.is_inbound_ref`) held
+    in a list, which the graph rewires in place."""
+    return isinstance(value, list) and is_inbound_ref(value)
 
 
 def _nested_refs(value):
