@@ -95,14 +95,20 @@ EMULATION_CASES = [
 ]
 
 
-def _per_keras_layer(rows: list[dict]) -> dict[str, tuple[int, int]]:
-    """(MACs, weights) per Keras layer: a separable layer's ``<name>/depthwise`` op is its own."""
-    counted: dict[str, tuple[int, int]] = {}
+def _rows_per_keras_layer(rows: list[dict]) -> dict[str, list[dict]]:
+    """Report rows per Keras layer: a separable layer's ``<name>/depthwise`` op is its own."""
+    grouped: dict[str, list[dict]] = {}
     for row in rows:
-        name = row["name"].removesuffix("/depthwise")
-        macs, weights = counted.get(name, (0, 0))
-        counted[name] = (macs + row["macs"], weights + row["weights"])
-    return counted
+        grouped.setdefault(row["name"].removesuffix("/depthwise"), []).append(row)
+    return grouped
+
+
+def _per_keras_layer(rows: list[dict]) -> dict[str, tuple[int, int]]:
+    """(MACs, weights) per Keras layer (:func:`_rows_per_keras_layer`)."""
+    return {
+        name: (sum(r["macs"] for r in ops), sum(r["weights"] for r in ops))
+        for name, ops in _rows_per_keras_layer(rows).items()
+    }
 
 
 @pytest.mark.parametrize(("entry", "fmt"), COUNT_CASES)

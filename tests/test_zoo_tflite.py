@@ -25,7 +25,7 @@ from keras_ternary.export.graph import ExportError
 from keras_ternary.layer_table import kernel_weights
 from keras_ternary.stats import quantizer_kind
 from tests.independent_count import count_model
-from tests.test_zoo import NO_LARQ_ZOO, _per_keras_layer
+from tests.test_zoo import NO_LARQ_ZOO, _per_keras_layer, _rows_per_keras_layer
 from tests.zoo import ZOO, ZooModel
 
 #: models the exporter refuses: a fragment of the expected one-line error
@@ -85,9 +85,7 @@ def test_zoo_tflite_profiles_like_keras(entry: ZooModel, tmp_path):
         n: (c.macs, c.kernel_weights) for n, c in oracle.items()
     }
     assert report["total"]["macs"] == sum(c.macs for c in oracle.values()) > 0
-    ops: dict[str, list[dict]] = {}  # a separable layer's ``<name>/depthwise`` op is its own
-    for row in report["layers"]:
-        ops.setdefault(row["name"].removesuffix("/depthwise"), []).append(row)
+    ops = _rows_per_keras_layer(report["layers"])
     for name in oracle:
         zeros, kind = _expected(model.get_layer(name))
         assert {row["weight_precision"] for row in ops[name]} == {kind}, name
