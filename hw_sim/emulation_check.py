@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from hw_sim.ir import Graph
+from keras_ternary.layer_table import layer_of_earlier_kernel_op
 
 __all__ = ["ACC_TOLERANCE", "FLOAT_TOLERANCE", "compare_with_keras", "emulation_report"]
 
@@ -207,9 +208,9 @@ def _teacher_forced_units(graph, emulator, keras) -> tuple[dict[str, str], dict[
     for op in graph.compute_ops:
         first = op.name
         producer = graph.op(op.inputs[0])
-        if op.name.endswith("/depthwise"):
+        if layer_of_earlier_kernel_op(op.name) is not None:
             continue  # compared with its 1×1 op
-        if producer.name == f"{op.name}/depthwise" and producer.is_compute:
+        if layer_of_earlier_kernel_op(producer.name) == op.name and producer.is_compute:
             first = producer.name
             if emulator.plans[op.name].integer:
                 for name in (first, op.name):
@@ -355,7 +356,7 @@ def compare_with_keras(
         for op in graph.compute_ops
         if emulator.plans[op.name].integer
         and emulator.plans[op.name].act != "int8"
-        and not op.name.endswith("/depthwise")
+        and layer_of_earlier_kernel_op(op.name) is None
     ]
     import tensorflow as tf
 

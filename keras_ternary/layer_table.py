@@ -19,6 +19,7 @@ __all__ = [
     "QuantizedWeight",
     "kernel_op_names",
     "kernel_weights",
+    "layer_of_earlier_kernel_op",
     "quantized_weights",
 ]
 
@@ -86,8 +87,28 @@ def kernel_op_names(layer_name: str, weights: tuple[QuantizedWeight, ...]) -> li
     earlier one is ``<layer>/<kernel attribute without "_kernel">``: a separable
     convolution is ``<layer>/depthwise`` then ``<layer>``.
     """
-    names = [f"{layer_name}/{w.kernel_attr.removesuffix('_kernel')}" for w in weights[:-1]]
+    names = [f"{layer_name}/{_op_suffix(w)}" for w in weights[:-1]]
     return names + [layer_name] if weights else []
+
+
+def _op_suffix(weight: QuantizedWeight) -> str:
+    return weight.kernel_attr.removesuffix("_kernel")
+
+
+#: The suffixes :func:`kernel_op_names` gives the op of a kernel that is not a layer's last.
+_EARLIER_KERNEL_SUFFIXES = frozenset(
+    _op_suffix(w) for weights in LAYER_WEIGHTS.values() for w in weights[:-1]
+)
+
+
+def layer_of_earlier_kernel_op(op_name: str) -> str | None:
+    """The inverse of :func:`kernel_op_names` for an earlier kernel's op, else ``None``.
+
+    ``"sep/depthwise"`` -> ``"sep"`` (a separable convolution's first op); ``"sep"`` or
+    ``"conv"`` -> ``None`` (an op named after its own layer).
+    """
+    layer, slash, suffix = op_name.rpartition("/")
+    return layer if slash and layer and suffix in _EARLIER_KERNEL_SUFFIXES else None
 
 
 def quantized_weights(layer: object) -> Iterator[tuple[QuantizedWeight, object, object]]:

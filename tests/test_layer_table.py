@@ -7,7 +7,12 @@ import tensorflow as tf
 
 from keras_ternary import DeltaGrowth, Ternary, layer_table
 from keras_ternary.callbacks import find_ternary_quantizers
-from keras_ternary.layer_table import LAYER_WEIGHTS, kernel_weights
+from keras_ternary.layer_table import (
+    LAYER_WEIGHTS,
+    kernel_op_names,
+    kernel_weights,
+    layer_of_earlier_kernel_op,
+)
 from keras_ternary.stats import quantized_kernels, ternary_stats
 from tests.helpers import tiny_data
 
@@ -81,3 +86,13 @@ def test_a_layer_outside_the_table_with_larq_attributes_has_its_kernel():
         ("kernel", "k", "q")
     ]
     assert layer_table.kernel_weights(object()) == ()
+
+
+def test_layer_of_earlier_kernel_op_inverts_kernel_op_names() -> None:
+    for class_name, weights in LAYER_WEIGHTS.items():
+        names = kernel_op_names("block/sep", weights)
+        assert [layer_of_earlier_kernel_op(n) for n in names] == [
+            "block/sep" if i < len(names) - 1 else None for i in range(len(names))
+        ], class_name
+    for name in ("conv", "depthwise", "/depthwise", "dw/pointwise", "a/kernel"):
+        assert layer_of_earlier_kernel_op(name) is None, name
