@@ -220,8 +220,9 @@ def check_shared_dir(
 
 # --------------------------------------------------------------------------- one run (worker)
 _CHILD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-#: Exit statuses of a child that was interrupted (``train``'s 130, or killed by the signal).
-_INTERRUPTED = (130, -signal.SIGINT, -signal.SIGTERM)
+#: Exit statuses of a child that was interrupted (``train``'s 130 on SIGINT and 143 on
+#: SIGTERM, or killed by the signal).
+_INTERRUPTED = (130, 143, -signal.SIGINT, -signal.SIGTERM)
 
 
 def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec

@@ -40,11 +40,12 @@ failed or interrupted command never leaves a half-written file behind.
 
 * `python -m keras_ternary train|sweep|report|quickstart|configs|export`: `error: ...`,
   exit status 2 (usage and input errors), 1 (unexpected errors;
-  `KERAS_TERNARY_DEBUG=1` shows the traceback) or 130 (Ctrl-C); a valid sweep in which a
-  run failed exits 1 after the other runs;
+  `KERAS_TERNARY_DEBUG=1` shows the traceback), 130 (Ctrl-C) or 143 (SIGTERM, e.g. `kill`
+  or a batch scheduler's time limit: the same orderly stop as Ctrl-C, and the run stays
+  resumable); a valid sweep in which a run failed exits 1 after the other runs;
 * `python -m hw_sim` (also spelt `python -m hw_sim.profile`): `hw_sim: error: ...`, exit
   status 2 (usage and input errors), 1 (unexpected errors; `HW_SIM_DEBUG=1` shows the
-  traceback) or 130 (Ctrl-C).
+  traceback), 130 (Ctrl-C) or 143 (SIGTERM).
 
 Both follow `keras_ternary/cliutil.py`: a usage error names the command's `--help`.
 

@@ -206,3 +206,30 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=2e-3, abs=1e-4), key
     summaries = [json.loads((d / rundir.SUMMARY_FILE).read_text()) for d in dirs]
     assert summaries[0]["final_delta"] == summaries[1]["final_delta"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs POSIX signals")
+def test_sigterm_mid_epoch_stops_like_ctrl_c_and_leaves_no_temporary_file(tmp_path):
+    """SIGTERM (``kill``, a batch scheduler's time limit): one line, exit 143, clean run dir."""
+    write_cifar_dir(tmp_path / "data", n_per_file=20)
+    config = tmp_path / "term.yaml"
+    config.write_text(CONFIG.format(data=tmp_path / "data"))
+    run_dir = tmp_path / "terminated"
+    deadline = time.monotonic() + TIMEOUT_S
+    victim = _start(["--config", str(config), "--out", str(run_dir)], tmp_path)
+
+    def epoch1_saved() -> bool:
+        return victim.poll() is not None or check_run_dir(run_dir)["epochs_done"] == 1
+
+    _wait([victim], [run_dir], epoch1_saved, deadline)
+    assert victim.poll() is None, "the run ended before it could be terminated"
+    time.sleep(0.3)
+    victim.send_signal(signal.SIGTERM)
+    _, err = victim.communicate(timeout=60)
+    assert victim.returncode == 143, err
+    assert err.strip().splitlines()[-1] == (
+        "interrupted (runs can be continued with --resume / the same sweep command) (SIGTERM)"
+    ), err
+    stopped = check_run_dir(run_dir)
+    assert 1 <= stopped["epochs_done"] < 4 and stopped["temp"] == [], stopped
+    assert not (run_dir / rundir.SUMMARY_FILE).exists()
