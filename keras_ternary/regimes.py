@@ -127,8 +127,10 @@ def saturation_time_scale(
     """
     validate_regime_args(regime, delta0, multiplier, delta_max)
     if callable(regime) or regime == "fixed":
-        what = "a callable regime has no known inverse" if callable(regime) else (
-            "the fixed regime never grows Δ"
+        what = (
+            "a callable regime has no known inverse"
+            if callable(regime)
+            else "the fixed regime never grows Δ"
         )
         raise ValueError(
             f"saturate_epoch needs a growth regime ({', '.join(INVERSES)}): {what}; "
@@ -136,8 +138,10 @@ def saturation_time_scale(
         )
     if multiplier == 0:
         raise ValueError("saturate_epoch needs multiplier > 0: with M = 0, Δ never grows")
-    if isinstance(saturate_epoch, bool) or not isinstance(saturate_epoch, int | float) or (
-        not float(saturate_epoch).is_integer() or saturate_epoch < 2
+    if (
+        isinstance(saturate_epoch, bool)
+        or not isinstance(saturate_epoch, int | float)
+        or (not float(saturate_epoch).is_integer() or saturate_epoch < 2)
     ):
         raise ValueError(
             f"saturate_epoch must be an integer epoch >= 2 (1-based, as Keras prints it), "
