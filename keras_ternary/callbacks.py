@@ -87,7 +87,10 @@ class DeltaGrowth(tf.keras.callbacks.Callback):
     It warns (``UserWarning``) at most once per ``fit`` when Δ rises in an epoch whose
     learning rate (from a schedule, ``LearningRateScheduler`` or ``ReduceLROnPlateau``) is
     below the first epoch's, and at the end of an epoch in which layers' ternarized kernels
-    became entirely zero, naming them (once per layer and ``fit``).
+    became entirely zero, naming them (once per layer and ``fit``). In a resumed
+    ``fit(initial_epoch=k)`` the first epoch's rate is an optimizer schedule's rate at step 0;
+    a rate set by a callback is known only from the resumed first epoch on, so a drop that
+    happened before the resume is not seen.
 
     Args:
         regime: ``"fixed"``, ``"linear"``, ``"square"``, ``"exp"``, ``"log"`` or a callable f.
