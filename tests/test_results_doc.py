@@ -2,9 +2,9 @@
 
 The tables are regenerated with ``python -m keras_ternary report /work/runs/reduced
 /work/runs/reduced-extras --out docs/figures/reduced --include-partial`` and ``python -m
-keras_ternary report /work/runs/reduced-faithful --out docs/figures/faithful
---include-partial`` (and ``reduced-compressed`` to ``docs/figures/compressed``); a
-table edited by hand in the page, or a page not updated after the report, fails here.
+keras_ternary report /work/runs/reduced-faithful --out docs/figures/faithful`` (and
+``reduced-compressed`` to ``docs/figures/compressed``, the k = 1 and k = 2 log runs to
+``docs/figures/width`` with ``--include-partial``); a table edited by hand in the page, or a page not updated after the report, fails here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
 EPOCHS = [
-    ROOT / "docs" / "figures" / name / "epochs.md" for name in ("reduced", "faithful", "compressed")
+    ROOT / "docs" / "figures" / name / "epochs.md" for name in ("reduced", "faithful", "compressed", "width")
 ]
 
 
