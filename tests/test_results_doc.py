@@ -4,7 +4,8 @@ The tables are regenerated with ``python -m keras_ternary report /work/runs/redu
 /work/runs/reduced-extras --out docs/figures/reduced --include-partial`` and ``python -m
 keras_ternary report /work/runs/reduced-faithful --out docs/figures/faithful`` (and
 ``reduced-compressed`` to ``docs/figures/compressed``, the k = 1 and k = 2 log runs to
-``docs/figures/width`` with ``--include-partial``); a table edited by hand in the page, or a page not updated after the report, fails here.
+``docs/figures/width`` with ``--include-partial``); a table edited by hand in the page, or a
+page not updated after the report, fails here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
 EPOCHS = [
-    ROOT / "docs" / "figures" / name / "epochs.md" for name in ("reduced", "faithful", "compressed", "width")
+    ROOT / "docs" / "figures" / name / "epochs.md"
+    for name in ("reduced", "faithful", "compressed", "width")
 ]
 
 
