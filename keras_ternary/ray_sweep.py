@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from keras_ternary.cliutil import EXIT_INTERRUPTED, EXIT_TERMINATED
 from keras_ternary.config import dump_yaml
 from keras_ternary.sweep import (
     SweepResult,
@@ -220,9 +221,9 @@ def check_shared_dir(
 
 # --------------------------------------------------------------------------- one run (worker)
 _CHILD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-#: Exit statuses of a child that was interrupted (``train``'s 130 on SIGINT and 143 on
-#: SIGTERM, or killed by the signal).
-_INTERRUPTED = (130, 143, -signal.SIGINT, -signal.SIGTERM)
+#: Exit statuses of a child that was interrupted (``train``'s own on SIGINT and SIGTERM,
+#: or killed by the signal).
+_INTERRUPTED = (EXIT_INTERRUPTED, EXIT_TERMINATED, -signal.SIGINT, -signal.SIGTERM)
 
 
 def _child_setup() -> None:  # pragma: no cover - runs in the child between fork and exec

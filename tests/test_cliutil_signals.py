@@ -66,4 +66,8 @@ def test_handler_is_restored_afterwards_and_not_installed_off_the_main_thread():
 
 def test_terminated_is_a_keyboard_interrupt_so_existing_handlers_see_it():
     assert issubclass(Terminated, KeyboardInterrupt)
-    assert run_guarded(lambda: (_ for _ in ()).throw(KeyboardInterrupt()), interrupted="x") == 130
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    assert run_guarded(ctrl_c, interrupted="x") == 130

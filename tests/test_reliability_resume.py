@@ -152,6 +152,25 @@ def _wait(procs: list[subprocess.Popen], dirs: list[Path], until, deadline: floa
         time.sleep(0.15)
 
 
+def _signal_in_epoch2(
+    victim: subprocess.Popen,
+    run_dir: Path,
+    sig: signal.Signals,
+    procs: list[subprocess.Popen],
+    dirs: list[Path],
+    deadline: float,
+) -> None:
+    """Wait until ``victim`` has checkpointed epoch 1, then send ``sig`` in epoch 2."""
+
+    def epoch1_saved() -> bool:
+        return victim.poll() is not None or check_run_dir(run_dir)["epochs_done"] == 1
+
+    _wait(procs, dirs, epoch1_saved, deadline)
+    assert victim.poll() is None, f"the run ended before it could be sent {sig.name}"
+    time.sleep(0.3)
+    victim.send_signal(sig)
+
+
 def _finish(proc: subprocess.Popen) -> str:
     out, err = proc.communicate(timeout=TIMEOUT_S)
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{out}\nstderr:\n{err}"
@@ -170,14 +189,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     victim = _start(["--config", str(config), "--out", str(run_dir)], tmp_path)
     procs, dirs = [reference, victim], [ref_dir, run_dir]
 
-    # wait until epoch 1 is checkpointed, then kill in the middle of epoch 2
-    def epoch1_saved() -> bool:
-        return victim.poll() is not None or check_run_dir(run_dir)["epochs_done"] == 1
-
-    _wait(procs, dirs, epoch1_saved, deadline)
-    assert victim.poll() is None, "the run ended before it could be killed"
-    time.sleep(0.3)
-    victim.send_signal(signal.SIGKILL)
+    _signal_in_epoch2(victim, run_dir, signal.SIGKILL, procs, dirs, deadline)
     victim.wait(timeout=30)
     assert victim.returncode == -signal.SIGKILL
     killed = check_run_dir(run_dir)
@@ -217,14 +229,7 @@ def test_sigterm_mid_epoch_stops_like_ctrl_c_and_leaves_no_temporary_file(tmp_pa
     run_dir = tmp_path / "terminated"
     deadline = time.monotonic() + TIMEOUT_S
     victim = _start(["--config", str(config), "--out", str(run_dir)], tmp_path)
-
-    def epoch1_saved() -> bool:
-        return victim.poll() is not None or check_run_dir(run_dir)["epochs_done"] == 1
-
-    _wait([victim], [run_dir], epoch1_saved, deadline)
-    assert victim.poll() is None, "the run ended before it could be terminated"
-    time.sleep(0.3)
-    victim.send_signal(signal.SIGTERM)
+    _signal_in_epoch2(victim, run_dir, signal.SIGTERM, [victim], [run_dir], deadline)
     _, err = victim.communicate(timeout=60)
     assert victim.returncode == 143, err
     assert err.strip().splitlines()[-1] == (
